@@ -1,0 +1,1 @@
+"""Tether: run media and AI pipeline nodes on remote pipeline servers."""
