@@ -6,9 +6,23 @@
     │   ├── ManifestLoadError ...... a manifest source could not be read or parsed
     │   ├── ManifestValidationError  the manifest breaks the schema or graph rules
     │   └── UnknownNodeTypeError ... a node type no registry knows
-    └── PipelineError
-        ├── NodeExecutionError ..... a node failed while running (names the node)
-        └── InputStreamError ....... the caller's input iterator failed
+    ├── NodeRegistrationError ...... a node type cannot join a registry
+    ├── PipelineError
+    │   ├── NodeExecutionError ..... a node failed while running (names the node)
+    │   └── InputStreamError ....... the caller's input iterator failed
+    └── RemoteError ................ a call to a pipeline server failed (`retryable` says
+        │                            whether another attempt may succeed)
+        ├── NetworkError ........... no connection, or it broke (retryable)
+        ├── DeadlineExceededError .. the deadline passed (retryable)
+        ├── ResourceExhaustedError . the server is at a limit (retryable)
+        ├── UnavailableError ....... the server is shutting down or not ready (retryable)
+        ├── RemoteExecutionError ... a node failed on the server (names the node)
+        ├── RemoteValidationError .. the server refused malformed data or frames
+        ├── UnknownPipelineError ... no predefined pipeline of that name
+        ├── IncompatibleManifestError the server cannot run the manifest
+        ├── AuthenticationError .... missing, wrong or expired credentials
+        ├── CircularReferenceError . the request already visited this pipeline
+        └── ProtocolError .......... the peer broke the wire contract
 
 Code that catches `TetherError` never sees an exception of a dependency: those are
 translated where the dependency is called, and chained with `raise ... from`.
@@ -18,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 _MAX_VALUE_CHARS = 80
 
@@ -88,6 +102,10 @@ class UnknownNodeTypeError(ManifestError):
         super().__init__(f"unknown node type {node_type!r}; known: {', '.join(self.known)}")
 
 
+class NodeRegistrationError(TetherError):
+    """A node type cannot be registered: not a `tether.Node`, or its name is taken."""
+
+
 class PipelineError(TetherError):
     """A pipeline run failed."""
 
@@ -107,3 +125,80 @@ class InputStreamError(PipelineError):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(f"input stream failed: {message}")
+
+
+class RemoteError(TetherError):
+    """A call to a pipeline server failed.
+
+    `retryable` tells the resilience layer whether another attempt, possibly on another
+    endpoint, may succeed; it never has to parse messages. `endpoint` names the server.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, endpoint: str | None = None, node_id: str | None = None) -> None:
+        self.message = message
+        self.endpoint = endpoint
+        self.node_id = node_id
+        where = f" [{endpoint}]" if endpoint else ""
+        super().__init__(f"{message}{where}")
+
+
+class NetworkError(RemoteError):
+    """No connection could be made, or it broke mid-call."""
+
+    retryable = True
+
+
+class DeadlineExceededError(RemoteError):
+    retryable = True
+
+
+class ResourceExhaustedError(RemoteError):
+    """The server is at a limit (concurrent streams, message size)."""
+
+    retryable = True
+
+
+class UnavailableError(RemoteError):
+    """The server is shutting down or not ready."""
+
+    retryable = True
+
+
+class RemoteExecutionError(RemoteError):
+    """A node failed on the server; `node_id` names it."""
+
+
+class RemoteValidationError(RemoteError):
+    """The server refused malformed data or a corrupt frame."""
+
+
+class UnknownPipelineError(RemoteError):
+    """The server hosts no predefined pipeline of that name."""
+
+
+class IncompatibleManifestError(RemoteError):
+    """The server cannot run the manifest; `unknown_node_types` lists what it lacks."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unknown_node_types: Sequence[str] = (),
+        endpoint: str | None = None,
+    ) -> None:
+        self.unknown_node_types = tuple(unknown_node_types)
+        super().__init__(message, endpoint=endpoint)
+
+
+class AuthenticationError(RemoteError):
+    """Credentials are missing, wrong or expired. Never carries the token itself."""
+
+
+class CircularReferenceError(RemoteError):
+    """The request already passed through this pipeline, or through too many."""
+
+
+class ProtocolError(RemoteError):
+    """The peer sent something the wire contract does not allow."""

@@ -1,0 +1,102 @@
+"""The pipeline server process: gRPC on one port, HTTP (and WebRTC signaling) on another.
+
+Shutdown is graceful: on SIGTERM or SIGINT the server reports not-ready, refuses new
+work, lets in-flight requests and streams finish within the grace period, then stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tether.runtime import NodeRegistry
+from tether.server.config import ServerConfig
+from tether.server.grpc_service import GrpcServerHandle, start_grpc_server
+from tether.server.host import PipelineHost
+from tether.server.http_app import build_http_app
+
+logger = logging.getLogger(__name__)
+
+READY_LINE_PREFIX = "tether server ready"
+"""Printed once both ports listen, with the ports, so supervisors and tests can wait for it."""
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    grpc: int | None
+    http: int | None
+
+
+class PipelineServer:
+    def __init__(self, config: ServerConfig, registry: NodeRegistry | None = None) -> None:
+        self.config = config
+        self.host = PipelineHost.from_config(config, registry)
+        self._grpc: GrpcServerHandle | None = None
+        self._http: web.AppRunner | None = None
+        self.ports = BoundPorts(None, None)
+
+    async def start(self) -> BoundPorts:
+        grpc_port = http_port = None
+        if self.config.grpc.enabled:
+            self._grpc = await start_grpc_server(self.host, self.config)
+            grpc_port = self._grpc.port
+        if self.config.http.enabled:
+            self._http = web.AppRunner(build_http_app(self.host, self.config), handle_signals=False)
+            await self._http.setup()
+            site = web.TCPSite(
+                self._http,
+                self.config.http.host,
+                self.config.http.port,
+                ssl_context=_server_ssl_context(self.config),
+            )
+            await site.start()
+            http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.ports = BoundPorts(grpc_port, http_port)
+        return self.ports
+
+    async def stop(self, grace_period: float | None = None) -> None:
+        grace = self.config.grace_period if grace_period is None else grace_period
+        if self._grpc is not None:
+            self._grpc.report_not_serving()
+        finished = await self.host.drain(grace)
+        if self._grpc is not None:
+            await self._grpc.stop()
+        if self._http is not None:
+            await self._http.cleanup()
+        logger.info("server stopped%s", "" if finished else " (some work was cut off)")
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        ports = await self.start()
+        print(f"{READY_LINE_PREFIX} grpc={ports.grpc or '-'} http={ports.http or '-'}", flush=True)
+        await stop.wait()
+        logger.info("shutting down: draining for up to %.1fs", self.config.grace_period)
+        await self.stop()
+
+
+def _server_ssl_context(config: ServerConfig) -> object | None:
+    if config.tls is None:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
+    if config.tls.client_ca_file is not None:
+        context.load_verify_locations(config.tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def run_server(config: ServerConfig) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(PipelineServer(config).serve_forever())
+    return 0

@@ -1,0 +1,139 @@
+"""The pipeline server's configuration file (`tether serve --config FILE`), validated once here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, model_validator
+
+from tether.errors import ManifestIssue, ManifestLoadError, ManifestValidationError
+from tether.manifest import CamelModel, Duration
+
+
+def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
+    base_dir = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base_dir is None else base_dir / value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config_file)]
+"""A path; relative ones resolve against the config file's folder."""
+
+
+class ListenConfig(CamelModel):
+    host: str = "127.0.0.1"
+    """Loopback by default; pods set 0.0.0.0."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """0 picks a free port (printed at start-up)."""
+    enabled: bool = True
+
+
+class TlsConfig(CamelModel):
+    cert_file: ConfigPath
+    key_file: ConfigPath
+    client_ca_file: ConfigPath | None = None
+    """When set, clients must present a certificate signed by this CA (mutual TLS)."""
+
+
+class JwtConfig(CamelModel):
+    algorithm: Literal["HS256", "RS256"]
+    secret_file: ConfigPath | None = None
+    """HS256 shared secret."""
+    public_key_file: ConfigPath | None = None
+    """RS256 PEM public key."""
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: Duration = 0.0
+    """Clock skew tolerated on `exp` and `nbf`."""
+
+    @model_validator(mode="after")
+    def _key_matches_algorithm(self) -> JwtConfig:
+        if self.algorithm == "HS256" and self.secret_file is None:
+            raise ValueError("HS256 needs secretFile")
+        if self.algorithm == "RS256" and self.public_key_file is None:
+            raise ValueError("RS256 needs publicKeyFile")
+        return self
+
+
+class AuthConfig(CamelModel):
+    """Bearer tokens accepted: static tokens from a file, JWTs, or both."""
+
+    token_file: ConfigPath | None = None
+    """One token per line; re-read when the file changes, as mounted Secrets do."""
+    jwt: JwtConfig | None = None
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> AuthConfig:
+        if self.token_file is None and self.jwt is None:
+            raise ValueError("auth needs tokenFile, jwt, or both (omit auth to disable it)")
+        return self
+
+
+class WebRtcConfig(CamelModel):
+    enabled: bool = True
+    ice_servers: list[str] = Field(default_factory=list)
+    """STUN/TURN URLs. None by default: nothing is contacted outside the host."""
+    host_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    """Addresses offered as ICE host candidates; pods set their pod IP."""
+
+
+class PipelineEntry(CamelModel):
+    """A predefined pipeline: a manifest file, or the manifest inline."""
+
+    file: ConfigPath | None = None
+    manifest: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> PipelineEntry:
+        if (self.file is None) == (self.manifest is None):
+            raise ValueError("give exactly one of file or manifest")
+        return self
+
+
+class LimitsConfig(CamelModel):
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest request, response or stream frame; 16 MiB fits 1080p RGB frames."""
+    max_concurrent_streams: int = Field(default=64, ge=1)
+    """Streams beyond this are refused (resource exhausted) rather than queued."""
+    max_hops: int = Field(default=8, ge=1)
+    """Longest chain of pipelines one request may pass through."""
+    default_timeout: Duration | None = None
+    """Deadline for requests that carry none; None waits as long as the client does."""
+
+
+class ServerConfig(CamelModel):
+    grpc: ListenConfig = Field(default_factory=lambda: ListenConfig(port=50051))
+    http: ListenConfig = Field(default_factory=lambda: ListenConfig(port=8080))
+    pipelines_dir: ConfigPath | None = None
+    """Every *.yaml/*.yml/*.json manifest here is served under its metadata.name."""
+    pipelines: list[PipelineEntry] = Field(default_factory=list)
+    allow_inline_manifests: bool = False
+    """Off by default: an inline manifest runs arbitrary node types with arbitrary params."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    grace_period: Duration = 10.0
+    """How long shutdown waits for in-flight requests and streams."""
+    auth: AuthConfig | None = None
+    tls: TlsConfig | None = None
+    webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    """Read and validate a server config file; relative paths resolve against its folder."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestLoadError(str(path), str(exc)) from exc
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ManifestLoadError(str(path), "the server config must be a mapping")
+    try:
+        config = ServerConfig.model_validate(document, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        issues = [
+            ManifestIssue(".".join(str(p) for p in error["loc"]), error["msg"], error.get("input"))
+            for error in exc.errors()
+        ]
+        raise ManifestValidationError(issues, source=str(path)) from None
+    return config

@@ -1,0 +1,1 @@
+"""Clients for the pipeline server, one per protocol, behind one interface."""
