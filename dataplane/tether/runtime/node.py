@@ -7,7 +7,7 @@ class-level caches the node type manages itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeAlias, TypeVar
 
@@ -84,7 +84,7 @@ class Node(Generic[ParamsT]):
         """
         return True
 
-    async def stream(self, inputs: AsyncIterator[RuntimeData]) -> AsyncIterator[Produced]:
+    async def stream(self, inputs: AsyncIterator[RuntimeData]) -> AsyncGenerator[Produced, None]:
         """Turn the input stream into the output stream; by default through `process`."""
         async for data in inputs:
             for produced in as_produced(await self.process(data)):

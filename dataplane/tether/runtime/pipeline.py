@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -126,7 +126,7 @@ class Pipeline:
 
     async def stream(
         self, inputs: AsyncIterable[RuntimeData], *, tap: Tap | None = None
-    ) -> AsyncIterator[NodeOutput]:
+    ) -> AsyncGenerator[NodeOutput, None]:
         """Stream inputs through the graph; outputs come as soon as sinks produce them.
 
         Close the iterator (`contextlib.aclosing`) when you stop early: that tears down
@@ -140,7 +140,7 @@ class Pipeline:
 
     def stream_acked(
         self, inputs: AsyncIterable[tuple[int, RuntimeData]], *, tap: Tap | None = None
-    ) -> AsyncIterator[NodeOutput | Ack]:
+    ) -> AsyncGenerator[NodeOutput | Ack, None]:
         """Like `stream`, for inputs numbered by increasing sequence numbers; also yields Acks."""
         return _Run(self, acknowledged=True, tap=tap).execute(inputs)
 
@@ -176,7 +176,7 @@ class _Run:
 
     async def execute(
         self, inputs: AsyncIterable[RuntimeData] | AsyncIterable[tuple[int, RuntimeData]]
-    ) -> AsyncIterator[NodeOutput | Ack]:
+    ) -> AsyncGenerator[NodeOutput | Ack, None]:
         self.tasks = [
             asyncio.create_task(self._run_node(node_id), name=f"tether-node-{node_id}")
             for node_id in self.nodes
@@ -241,17 +241,18 @@ class _Run:
         levels = dict.fromkeys(self.upstreams[node_id], -1)
         passed = -1
 
-        async def pass_barrier_if_idle() -> None:
+        async def pass_barrier(*, finished: bool = False) -> None:
             nonlocal passed
             level = min(levels.values())
-            if level > passed and node.is_idle:
+            # A finished node holds nothing any more, whatever `is_idle` says.
+            if level > passed and (finished or node.is_idle):
                 passed = level
                 await self._send_control(node_id, _Barrier(node_id, level))
 
         async def inputs() -> AsyncIterator[RuntimeData]:
             # Asked for the next item, the node has finished with the previous one.
             while open_upstreams:
-                await pass_barrier_if_idle()
+                await pass_barrier()
                 item = await inbox.get()
                 if isinstance(item, _End):
                     open_upstreams.discard(item.upstream)
@@ -275,7 +276,7 @@ class _Run:
             # A node may stop reading early; drain so its producers are never stuck.
             async for _ in inputs():
                 pass
-            await pass_barrier_if_idle()
+            await pass_barrier(finished=True)
             await self._send_control(node_id, _End(node_id))
         except asyncio.CancelledError:
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 
@@ -83,11 +84,9 @@ class PipelineServer:
         await self.stop()
 
 
-def _server_ssl_context(config: ServerConfig) -> object | None:
+def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     if config.tls is None:
         return None
-    import ssl
-
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
     if config.tls.client_ca_file is not None:

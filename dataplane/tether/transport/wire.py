@@ -36,7 +36,7 @@ PROTOCOL_VERSION: Final = "tether.v1"
 
 Code = pb.ErrorCode
 
-_CODE_BY_ERROR: Final[tuple[tuple[type[BaseException], int], ...]] = (
+_CODE_BY_ERROR: Final[tuple[tuple[type[BaseException], pb.ErrorCode.ValueType], ...]] = (
     # Order matters: the first matching class wins.
     (NodeExecutionError, Code.ERROR_CODE_EXECUTION),
     (RemoteExecutionError, Code.ERROR_CODE_EXECUTION),
@@ -54,7 +54,7 @@ _CODE_BY_ERROR: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (UnavailableError, Code.ERROR_CODE_UNAVAILABLE),
 )
 
-_ERROR_BY_CODE: Final[dict[int, type[RemoteError]]] = {
+_ERROR_BY_CODE: Final[dict[pb.ErrorCode.ValueType, type[RemoteError]]] = {
     Code.ERROR_CODE_EXECUTION: RemoteExecutionError,
     Code.ERROR_CODE_VALIDATION: RemoteValidationError,
     Code.ERROR_CODE_UNKNOWN_PIPELINE: UnknownPipelineError,
