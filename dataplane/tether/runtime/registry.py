@@ -82,7 +82,13 @@ def default_registry() -> NodeRegistry:
 def _discover_entry_points() -> tuple[type[Node[Any]], ...]:
     found: list[type[Node[Any]]] = []
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        node_class = entry_point.load()
+        try:
+            node_class = entry_point.load()
+        except Exception as exc:
+            raise NodeRegistrationError(
+                f"entry point {entry_point.name!r} = {entry_point.value!r} failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not (isinstance(node_class, type) and issubclass(node_class, Node)):
             raise NodeRegistrationError(
                 f"entry point {entry_point.name!r} = {entry_point.value!r} is not a tether.Node subclass"
