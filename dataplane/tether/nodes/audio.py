@@ -98,9 +98,11 @@ class Resample(Node[ResampleParams]):
 
     @property
     def is_idle(self) -> bool:
-        # The resampler's filter history is state from earlier inputs: a fresh resampler
-        # elsewhere would not continue the signal seamlessly.
-        return self._resampler is None
+        # The resampler holds a few milliseconds of filter history and not-yet-released
+        # samples. Counting that as state would stop every stream acknowledgement behind
+        # this node for good, so a resumed stream would replay the whole session; a
+        # resume that restarts the filter loses at most those milliseconds instead.
+        return True
 
     async def process(self, data: RuntimeData) -> ProcessResult:
         audio = expect_kind(self, data, Audio)
