@@ -16,7 +16,9 @@ def read_wav(path: Path) -> Audio:
         with wave.open(str(path), "rb") as reader:
             if reader.getsampwidth() != 2:
                 bits = 8 * reader.getsampwidth()
-                raise DataValidationError(str(path), f"only 16-bit PCM WAV is supported, got {bits}-bit")
+                raise DataValidationError(
+                    str(path), f"only 16-bit PCM WAV is supported, got {bits}-bit"
+                )
             channels = reader.getnchannels()
             frames = reader.readframes(reader.getnframes())
             sample_rate = reader.getframerate()
