@@ -58,13 +58,16 @@ class ServerProcess:
     def start(self) -> Self:
         config_path = self.workdir / "server.yaml"
         config_path.write_text(yaml.safe_dump(self.config))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tether.server", "--config", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=self.log_path.open("w"),
-            text=True,
-            env={**os.environ, **(self.env or {})},
-        )
+        # The child writes to its own copy of the descriptor; the parent's closes at once
+        # (left open, it leaks and raises ResourceWarning).
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tether.server", "--config", str(config_path)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, **(self.env or {})},
+            )
         assert self.process.stdout is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
