@@ -474,7 +474,7 @@ class _Peer:
                     self.control.send(b"ping")
         await close_peer_connection(self.pc)
 
-    async def open_channel(self, timeout: float) -> FrameChannel[pb.ServerFrame]:  # noqa: ASYNC109
+    async def open_channel(self, timeout: float) -> FrameChannel[pb.ServerFrame]:
         if self.error is not None:
             raise self.error
         with dependency_errors(self.endpoint):
@@ -570,7 +570,7 @@ class WebRtcClient(PipelineClient):
         target: PipelineTarget,
         data: RuntimeData,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the call's deadline
+        timeout: float | None = None,
     ) -> list[NodeOutput]:
         """One input through a new stream; DeadlineExceededError once `timeout` seconds pass."""
         header = make_header(target, self._context(), timeout=timeout, token=self._token())
@@ -593,7 +593,7 @@ class WebRtcClient(PipelineClient):
         self,
         target: PipelineTarget,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the stream's deadline
+        timeout: float | None = None,
     ) -> WebRtcStream:
         """Open a stream and wait for the server to accept it.
 
