@@ -136,7 +136,9 @@ class RemoteError(TetherError):
 
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, endpoint: str | None = None, node_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, node_id: str | None = None
+    ) -> None:
         self.message = message
         self.endpoint = endpoint
         self.node_id = node_id

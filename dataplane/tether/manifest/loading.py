@@ -57,7 +57,7 @@ def load_manifest(source: ManifestSource, *, timeout: float = 10.0) -> Manifest:
 async def load_manifest_async(
     source: ManifestSource,
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109 - the same httpx timeout as load_manifest's
+    timeout: float = 10.0,
 ) -> Manifest:
     """`load_manifest` for event loops: URLs are fetched asynchronously, files in a thread."""
     where = _locate(source)

@@ -93,7 +93,9 @@ class Pipeline:
             raise ValueError("queue_size must be at least 1")
         self.validated = validated
         self.queue_size = queue_size
-        self._node_classes = {node.id: registry.get(node.node_type) for node in validated.manifest.nodes}
+        self._node_classes = {
+            node.id: registry.get(node.node_type) for node in validated.manifest.nodes
+        }
 
     @classmethod
     def from_manifest(
@@ -146,7 +148,10 @@ class Pipeline:
 
     def _instantiate(self) -> dict[str, Node[Any]]:
         params: Mapping[str, BaseModel] = self.validated.params
-        return {node_id: node_class(node_id, params[node_id]) for node_id, node_class in self._node_classes.items()}
+        return {
+            node_id: node_class(node_id, params[node_id])
+            for node_id, node_class in self._node_classes.items()
+        }
 
 
 class _Run:
@@ -267,8 +272,9 @@ class _Run:
                 async for value in produced:
                     if isinstance(value, Emit):
                         if value.port not in node.outputs:
+                            ports = ", ".join(node.outputs)
                             raise ValueError(
-                                f"emitted to unknown port {value.port!r}; ports: {', '.join(node.outputs)}"
+                                f"emitted to unknown port {value.port!r}; ports: {ports}"
                             )
                         await self._send_data(node_id, value.port, value.data)
                     else:
@@ -286,7 +292,10 @@ class _Run:
             try:
                 await node.teardown()
             except Exception as exc:
-                self._fail(NodeExecutionError(node_id, f"teardown failed: {type(exc).__name__}: {exc}"), exc)
+                self._fail(
+                    NodeExecutionError(node_id, f"teardown failed: {type(exc).__name__}: {exc}"),
+                    exc,
+                )
 
     async def _send_data(self, node_id: str, port: str, data: RuntimeData) -> None:
         if self.tap is not None:
@@ -298,7 +307,9 @@ class _Run:
 
     async def _send_control(self, node_id: str, item: _Barrier | _End) -> None:
         """Barriers and ends go to every downstream node once, whatever the port."""
-        targets = dict.fromkeys(t for port_targets in self.routes[node_id].values() for t in port_targets)
+        targets = dict.fromkeys(
+            t for port_targets in self.routes[node_id].values() for t in port_targets
+        )
         for target in targets:
             await self.inboxes[target].put(item)
         if node_id in self.sinks:

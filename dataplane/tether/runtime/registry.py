@@ -22,11 +22,11 @@ NodeClass = TypeVar("NodeClass", bound=type[Node[Any]])
 class NodeRegistry:
     """A set of node types. Build one with `default_registry()` and add your own:
 
-        registry = tether.default_registry()
+    registry = tether.default_registry()
 
-        @registry.register
-        class Shout(tether.Node[tether.NoParams]):
-            async def process(self, data): ...
+    @registry.register
+    class Shout(tether.Node[tether.NoParams]):
+        async def process(self, data): ...
     """
 
     def __init__(self) -> None:
@@ -40,7 +40,8 @@ class NodeRegistry:
         existing = self._types.get(name)
         if existing is not None and existing is not node_class:
             raise NodeRegistrationError(
-                f"node type {name!r} is already registered by {existing.__module__}.{existing.__qualname__}"
+                f"node type {name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}"
             )
         self._types[name] = node_class
         return node_class
@@ -91,7 +92,8 @@ def _discover_entry_points() -> tuple[type[Node[Any]], ...]:
             ) from exc
         if not (isinstance(node_class, type) and issubclass(node_class, Node)):
             raise NodeRegistrationError(
-                f"entry point {entry_point.name!r} = {entry_point.value!r} is not a tether.Node subclass"
+                f"entry point {entry_point.name!r} = {entry_point.value!r} "
+                "is not a tether.Node subclass"
             )
         if node_class.node_type != entry_point.name:
             raise NodeRegistrationError(

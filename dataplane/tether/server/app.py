@@ -96,6 +96,10 @@ def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 
 def run_server(config: ServerConfig) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     asyncio.run(PipelineServer(config).serve_forever())
     return 0

@@ -50,7 +50,9 @@ class TokenFile:
         try:
             status = os.stat(self.path)
         except OSError as exc:
-            logger.error("token file %s cannot be read: %s; refusing every token", self.path, exc.strerror)
+            logger.error(
+                "token file %s cannot be read: %s; refusing every token", self.path, exc.strerror
+            )
             return ()
         stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
         if stamp != self._stamp:

@@ -54,7 +54,7 @@ class Resolved:
     pipeline: Pipeline
     context: RequestContext
     label: str
-    """Metrics label: the predefined name, or "inline" (user-chosen names would explode cardinality)."""
+    """Metrics label: the predefined name, or "inline" (user-chosen names are unbounded)."""
 
 
 class PipelineHost:
@@ -79,12 +79,16 @@ class PipelineHost:
         self.draining = False
 
     @classmethod
-    def from_config(cls, config: ServerConfig, registry: NodeRegistry | None = None) -> PipelineHost:
+    def from_config(
+        cls, config: ServerConfig, registry: NodeRegistry | None = None
+    ) -> PipelineHost:
         """Load and validate every predefined pipeline; any invalid one stops start-up."""
         registry = registry or default_registry()
         sources: list[object] = [entry.file or entry.manifest for entry in config.pipelines]
         if config.pipelines_dir is not None:
-            sources += sorted(p for p in config.pipelines_dir.iterdir() if p.suffix in _MANIFEST_SUFFIXES)
+            sources += sorted(
+                p for p in config.pipelines_dir.iterdir() if p.suffix in _MANIFEST_SUFFIXES
+            )
         pipelines: dict[str, Pipeline] = {}
         for source in sources:
             pipeline = Pipeline.from_manifest(load_manifest(source), registry)  # type: ignore[arg-type]
@@ -120,7 +124,9 @@ class PipelineHost:
 
     def manifest_of(self, name: str) -> pb.ManifestResponse:
         pipeline = self._predefined(name)
-        return pb.ManifestResponse(pipeline_name=name, manifest=json.dumps(manifest_to_dict(pipeline.manifest)))
+        return pb.ManifestResponse(
+            pipeline_name=name, manifest=json.dumps(manifest_to_dict(pipeline.manifest))
+        )
 
     @property
     def ready(self) -> bool:
@@ -142,7 +148,9 @@ class PipelineHost:
                 resolved = self.resolve(request.header)
                 label = resolved.label
                 data = decode(request.input)
-                deadline = _earliest(timeout, header_timeout(request.header), self.config.limits.default_timeout)
+                deadline = _earliest(
+                    timeout, header_timeout(request.header), self.config.limits.default_timeout
+                )
                 with serving(resolved.context):
                     async with asyncio.timeout(deadline):
                         outputs = await resolved.pipeline.run(data)
@@ -151,11 +159,21 @@ class PipelineHost:
                 outputs=[pb.Output(node_id=o.node_id, data=encode(o.data)) for o in outputs],
             )
         except (TetherError, TimeoutError) as exc:
-            response = pb.ExecuteResponse(request_id=request.header.request_id, error=error_to_proto(exc))
+            response = pb.ExecuteResponse(
+                request_id=request.header.request_id, error=error_to_proto(exc)
+            )
         except Exception as exc:
             logger.exception("unexpected failure serving request %s", request.header.request_id)
-            response = pb.ExecuteResponse(request_id=request.header.request_id, error=error_to_proto(exc))
-        self._record(label, transport, "unary", response.error if response.HasField("error") else None, started)
+            response = pb.ExecuteResponse(
+                request_id=request.header.request_id, error=error_to_proto(exc)
+            )
+        self._record(
+            label,
+            transport,
+            "unary",
+            response.error if response.HasField("error") else None,
+            started,
+        )
         return response
 
     async def stream(
@@ -180,8 +198,12 @@ class PipelineHost:
             with self._in_flight_request(), self._stream_slot(transport):
                 resolved = self.resolve(header)
                 label = resolved.label
-                await send(pb.ServerFrame(opened=pb.StreamOpened(request_id=resolved.context.request_id)))
-                await self._run_stream(resolved, header, frames, send, transport, principal, timeout)
+                await send(
+                    pb.ServerFrame(opened=pb.StreamOpened(request_id=resolved.context.request_id))
+                )
+                await self._run_stream(
+                    resolved, header, frames, send, transport, principal, timeout
+                )
                 await send(pb.ServerFrame(end=pb.StreamEnd()))
         except NetworkError as exc:
             logger.debug("stream ended by the client: %s", exc)
@@ -217,13 +239,17 @@ class PipelineHost:
                 if kind != "input":
                     raise ProtocolError(f"unexpected {kind or 'empty'} frame inside a stream")
                 if frame.input.seq <= last_seq:
-                    raise ProtocolError(f"sequence numbers must increase: {frame.input.seq} after {last_seq}")
+                    raise ProtocolError(
+                        f"sequence numbers must increase: {frame.input.seq} after {last_seq}"
+                    )
                 last_seq = frame.input.seq
                 yield frame.input.seq, decode(frame.input.data)
             raise NetworkError("the client closed the stream without StreamClose")
 
         expires_in = principal.seconds_left()
-        deadline = _earliest(timeout, header_timeout(header), self.config.limits.default_timeout, expires_in)
+        deadline = _earliest(
+            timeout, header_timeout(header), self.config.limits.default_timeout, expires_in
+        )
         try:
             with serving(resolved.context):
                 async with asyncio.timeout(deadline):
@@ -232,13 +258,17 @@ class PipelineHost:
                             frame = pb.ServerFrame(ack=pb.StreamAck(seq=event.seq))
                         else:
                             frame = pb.ServerFrame(
-                                output=pb.StreamOutput(node_id=event.node_id, data=encode(event.data))
+                                output=pb.StreamOutput(
+                                    node_id=event.node_id, data=encode(event.data)
+                                )
                             )
                         await send(frame)
                         frames_out.inc()
         except TimeoutError:
             if expires_in is not None and deadline == expires_in:
-                raise AuthenticationError("token expired during the stream; reopen it with a fresh token") from None
+                raise AuthenticationError(
+                    "token expired during the stream; reopen it with a fresh token"
+                ) from None
             raise DeadlineExceededError("stream deadline exceeded") from None
 
     def resolve(self, header: pb.RequestHeader) -> Resolved:
@@ -254,12 +284,18 @@ class PipelineHost:
         visited = tuple(header.visited)
         if pipeline.name in visited:
             chain = " -> ".join((*visited, pipeline.name))
-            raise CircularReferenceError(f"request loops back to pipeline {pipeline.name!r}: {chain}")
+            raise CircularReferenceError(
+                f"request loops back to pipeline {pipeline.name!r}: {chain}"
+            )
         if len(visited) >= self.config.limits.max_hops:
             raise CircularReferenceError(
-                f"request already passed through {len(visited)} pipelines (limit {self.config.limits.max_hops})"
+                f"request already passed through {len(visited)} pipelines "
+                f"(limit {self.config.limits.max_hops})"
             )
-        context = RequestContext(request_id=header.request_id or RequestContext().request_id, visited=(*visited, pipeline.name))
+        context = RequestContext(
+            request_id=header.request_id or RequestContext().request_id,
+            visited=(*visited, pipeline.name),
+        )
         return Resolved(pipeline, context, label)
 
     def _predefined(self, name: str) -> Pipeline:
@@ -267,16 +303,22 @@ class PipelineHost:
             return self.pipelines[name]
         except KeyError:
             known = ", ".join(sorted(self.pipelines)) or "none"
-            raise UnknownPipelineError(f"no pipeline named {name!r}; this server hosts: {known}") from None
+            raise UnknownPipelineError(
+                f"no pipeline named {name!r}; this server hosts: {known}"
+            ) from None
 
     def _inline_pipeline(self, text: str) -> Pipeline:
         if not self.config.allow_inline_manifests:
-            raise IncompatibleManifestError("this server does not accept inline manifests (allowInlineManifests)")
+            raise IncompatibleManifestError(
+                "this server does not accept inline manifests (allowInlineManifests)"
+            )
         key = hashlib.sha256(text.encode()).hexdigest()
         if (cached := self._inline.get(key)) is not None:
             self._inline.move_to_end(key)
             return cached
-        manifest = load_manifest(text if "\n" in text or text.lstrip().startswith("{") else text + "\n")
+        manifest = load_manifest(
+            text if "\n" in text or text.lstrip().startswith("{") else text + "\n"
+        )
         unknown = sorted({n.node_type for n in manifest.nodes if n.node_type not in self.registry})
         if unknown:
             raise IncompatibleManifestError(
@@ -294,7 +336,8 @@ class PipelineHost:
     def _stream_slot(self, transport: str) -> Iterator[None]:
         if self._active_streams >= self.config.limits.max_concurrent_streams:
             raise ResourceExhaustedError(
-                f"server is at its limit of {self.config.limits.max_concurrent_streams} concurrent streams"
+                f"server is at its limit of {self.config.limits.max_concurrent_streams} "
+                "concurrent streams"
             )
         self._active_streams += 1
         gauge = self.metrics.active_streams.labels(transport)
@@ -323,14 +366,26 @@ class PipelineHost:
             async with asyncio.timeout(grace_period):
                 await self._idle.wait()
         except TimeoutError:
-            logger.warning("%d request(s) still running after the %.1fs grace period", self._in_flight, grace_period)
+            logger.warning(
+                "%d request(s) still running after the %.1fs grace period",
+                self._in_flight,
+                grace_period,
+            )
             return False
         return True
 
-    def _record(self, label: str, transport: str, kind: str, error: pb.Error | None, started: float) -> None:
-        outcome = "ok" if error is None else pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
+    def _record(
+        self, label: str, transport: str, kind: str, error: pb.Error | None, started: float
+    ) -> None:
+        outcome = (
+            "ok"
+            if error is None
+            else pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
+        )
         self.metrics.requests.labels(label, transport, kind, outcome).inc()
-        self.metrics.request_seconds.labels(label, transport, kind).observe(time.perf_counter() - started)
+        self.metrics.request_seconds.labels(label, transport, kind).observe(
+            time.perf_counter() - started
+        )
 
 
 def _earliest(*timeouts: float | None) -> float | None:

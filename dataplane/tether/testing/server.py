@@ -1,7 +1,7 @@
 """A real pipeline server in a child process, for tests, benchmarks and demos.
 
-    with ServerProcess({"pipelines": [...]}, workdir) as server:
-        client = GrpcClient(server.grpc_url)
+with ServerProcess({"pipelines": [...]}, workdir) as server:
+    client = GrpcClient(server.grpc_url)
 """
 
 from __future__ import annotations
@@ -107,7 +107,10 @@ class ServerProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
         if self.process is not None and self.process.stdout is not None:

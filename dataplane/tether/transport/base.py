@@ -116,7 +116,10 @@ class ClientStream(abc.ABC):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -136,7 +139,9 @@ class PipelineClient(abc.ABC):
     ) -> list[NodeOutput]: ...
 
     @abc.abstractmethod
-    async def open_stream(self, target: PipelineTarget, *, timeout: float | None = None) -> ClientStream: ...
+    async def open_stream(
+        self, target: PipelineTarget, *, timeout: float | None = None
+    ) -> ClientStream: ...
 
     @abc.abstractmethod
     async def info(self) -> ServerInfo: ...
@@ -152,7 +157,10 @@ class PipelineClient(abc.ABC):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 

@@ -72,11 +72,11 @@ def error_to_proto(error: BaseException) -> pb.Error:
     """The wire form of a failure on the server. Unknown failures say only their type."""
     if isinstance(error, InputStreamError) and error.__cause__ is not None:
         error = error.__cause__  # the transport's frame reader failed: report why
-    for error_class, code in _CODE_BY_ERROR:
-        if isinstance(error, error_class):
-            break
-    else:
-        return pb.Error(code=Code.ERROR_CODE_INTERNAL, message=f"internal error ({type(error).__name__})")
+    code = next((c for error_class, c in _CODE_BY_ERROR if isinstance(error, error_class)), None)
+    if code is None:
+        return pb.Error(
+            code=Code.ERROR_CODE_INTERNAL, message=f"internal error ({type(error).__name__})"
+        )
     message = pb.Error(code=code, message=_message_of(error))
     if isinstance(error, NodeExecutionError | RemoteError) and error.node_id:
         message.node_id = error.node_id
@@ -106,7 +106,11 @@ def error_from_proto(error: pb.Error, endpoint: str) -> RemoteError:
 
 
 def make_header(
-    target: PipelineTarget, context: RequestContext, *, timeout: float | None, token: str | None = None
+    target: PipelineTarget,
+    context: RequestContext,
+    *,
+    timeout: float | None,
+    token: str | None = None,
 ) -> pb.RequestHeader:
     header = pb.RequestHeader(request_id=context.request_id, visited=context.visited)
     if target.name is not None:
