@@ -260,7 +260,7 @@ class GrpcClient(PipelineClient):
         target: PipelineTarget,
         data: RuntimeData,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the gRPC deadline
+        timeout: float | None = None,
     ) -> list[NodeOutput]:
         request = pb.ExecuteRequest(
             header=make_header(target, self._context(), timeout=timeout), input=encode(data)
@@ -275,7 +275,7 @@ class GrpcClient(PipelineClient):
         self,
         target: PipelineTarget,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the gRPC deadline
+        timeout: float | None = None,
     ) -> GrpcStream:
         """Open a stream and wait for the server to accept it.
 
