@@ -47,7 +47,15 @@ class PipelineServer:
             self._grpc = await start_grpc_server(self.host, self.config)
             grpc_port = self._grpc.port
         if self.config.http.enabled:
-            self._http = web.AppRunner(build_http_app(self.host, self.config), handle_signals=False)
+            self._http = web.AppRunner(
+                build_http_app(self.host, self.config),
+                handle_signals=False,
+                # Per-request access logs cost more than the request on the hot path; the
+                # server's metrics count requests instead.
+                access_log=None,
+                # A client that hangs up cancels its request instead of leaving it running.
+                handler_cancellation=True,
+            )
             await self._http.setup()
             site = web.TCPSite(
                 self._http,

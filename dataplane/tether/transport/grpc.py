@@ -203,7 +203,9 @@ def keepalive_options(connect_timeout: float) -> list[tuple[str, int]]:
         # without a RST (power loss, a partition) fails instead of waiting forever.
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
+        # Only while calls are open: idle channels that ping get GOAWAY "too_many_pings"
+        # from stock servers and proxies.
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
         # grpc uses the minimum reconnect backoff as its connect timeout (default 20 s): a
         # black-holed endpoint must fail within connect_timeout so a fallback gets a chance.
