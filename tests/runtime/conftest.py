@@ -21,7 +21,9 @@ def registry() -> NodeRegistry:
     return registry
 
 
-def build_manifest(nodes: dict[str, tuple[str, dict[str, Any]]], edges: list[tuple[str, str]]) -> Manifest:
+def build_manifest(
+    nodes: dict[str, tuple[str, dict[str, Any]]], edges: list[tuple[str, str]]
+) -> Manifest:
     return parse_manifest(
         {
             "version": "v1",

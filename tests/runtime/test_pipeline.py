@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 import pytest
 from sample_nodes import Lifecycle, Slow
@@ -21,9 +21,14 @@ async def texts(items: Iterable[str]) -> AsyncIterator[RuntimeData]:
         yield Text(text=item)
 
 
+async def drain(outputs: AsyncGenerator[NodeOutput, None]) -> list[NodeOutput]:
+    async with contextlib.aclosing(outputs) as running:
+        return [output async for output in running]
+
+
 async def collect(pipeline: Pipeline, items: Iterable[str]) -> list[tuple[str, str]]:
-    async with contextlib.aclosing(pipeline.stream(texts(items))) as outputs:
-        return [(o.node_id, o.data.text) async for o in outputs if isinstance(o.data, Text)]
+    outputs = await drain(pipeline.stream(texts(items)))
+    return [(o.node_id, o.data.text) for o in outputs if isinstance(o.data, Text)]
 
 
 CHAIN = {"a": ("Suffix", {"suffix": "-a"}), "b": ("Suffix", {"suffix": "-b"})}
@@ -54,7 +59,10 @@ async def test_unary_chain_runs_each_node_once(make_pipeline) -> None:
 async def test_unary_fan_out_gives_every_branch_the_item(make_pipeline) -> None:
     pipeline = make_pipeline(FAN_OUT, [("a", "left"), ("a", "right")])
     outputs = await pipeline.run(Text(text="x"))
-    assert sorted((o.node_id, o.data.text) for o in outputs) == [("left", "x-a-l"), ("right", "x-a-r")]
+    assert sorted((o.node_id, o.data.text) for o in outputs) == [
+        ("left", "x-a-l"),
+        ("right", "x-a-r"),
+    ]
 
 
 async def test_unary_fan_in_receives_from_every_source(make_pipeline) -> None:
@@ -124,9 +132,7 @@ async def test_failing_input_iterator_is_reported_as_input_error(make_pipeline) 
 
     pipeline = make_pipeline(CHAIN, [("a", "b")])
     with pytest.raises(InputStreamError, match="microphone unplugged"):
-        async with contextlib.aclosing(pipeline.stream(broken())) as outputs:
-            async for _ in outputs:
-                pass
+        await drain(pipeline.stream(broken()))
 
 
 async def test_emitting_to_an_undeclared_port_is_a_node_error(make_pipeline) -> None:
@@ -257,4 +263,3 @@ def test_registry_names_known_types_for_an_unknown_one(registry) -> None:
 
     with pytest.raises(UnknownNodeTypeError, match="known: Batch, Explode"):
         registry.get("Nope")
-
