@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import Field
+
 from tether.manifest import CamelModel, Duration, NodeCatalog, NodeTypeInfo, NoParams
 
 

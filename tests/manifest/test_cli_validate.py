@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tether.cli import build_parser, main
 from tether.errors import NodeRegistrationError
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from tether.errors import ManifestValidationError
 from tether.manifest import NodeCatalog, parse_manifest, validate_manifest
 from tether.manifest.validation import pydantic_issues

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tether.errors import ManifestLoadError, ManifestValidationError
 from tether.manifest import (
     Manifest,

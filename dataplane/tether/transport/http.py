@@ -298,7 +298,7 @@ class HttpClient(PipelineClient):
         target: PipelineTarget,
         data: RuntimeData,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the call's deadline
+        timeout: float | None = None,
     ) -> list[NodeOutput]:
         deadline = self._deadline(timeout)
         request = pb.ExecuteRequest(
@@ -318,7 +318,7 @@ class HttpClient(PipelineClient):
         self,
         target: PipelineTarget,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the interface's; it is the stream's deadline
+        timeout: float | None = None,
     ) -> HttpStream:
         """Open a stream and wait for the server to accept it.
 
