@@ -22,6 +22,7 @@ from google.protobuf import __version__ as protobuf_version
 
 import _report
 from tether.data import Audio, RuntimeData, Video, from_bytes, to_bytes
+from tether.runtime.allocator import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,18 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="timed iterations per case (default: 300 for audio, 100 for video)",
     )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default trim/mmap thresholds instead of raising them as servers do",
+    )
     args = parser.parse_args(argv)
 
+    tuned = not args.default_allocator and keep_freed_memory()
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"protobuf {protobuf_version}; times per encode+decode"
+        f"protobuf {protobuf_version}; allocator {'tuned as in servers' if tuned else 'default'}; "
+        "times per encode+decode"
     )
     rows: list[list[str]] = []
     for case in cases():

@@ -124,7 +124,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _run(args: argparse.Namespace) -> int:
     from tether.data.wav import read_wav
     from tether.runtime import Pipeline
+    from tether.runtime.allocator import keep_freed_memory
 
+    keep_freed_memory()
     try:
         pipeline = Pipeline.from_manifest(load_manifest(args.manifest))
         data: RuntimeData

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tether.runtime import NodeRegistry
+from tether.runtime.allocator import keep_freed_memory
 from tether.server.config import ServerConfig
 from tether.server.grpc_service import GrpcServerHandle, start_grpc_server
 from tether.server.host import PipelineHost
@@ -104,6 +105,7 @@ def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 
 def run_server(config: ServerConfig) -> int:
+    keep_freed_memory()
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
