@@ -111,5 +111,7 @@ def run_server(config: ServerConfig) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aioice logs every ICE candidate-pair check at INFO: one line per check per peer.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
     asyncio.run(PipelineServer(config).serve_forever())
     return 0
