@@ -33,6 +33,7 @@ import grpc.aio
 from aiohttp import WSMsgType, web
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from tether.runtime.allocator import keep_freed_memory
 from tether.transport.ice import rtc_configuration, set_local_description
 from tether.transport.webrtc import close_peer_connection
 
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("kind", choices=KINDS)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as Tether's server does, so that neither side pays for page faults
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.kind))
 

@@ -50,6 +50,7 @@ import _raw_servers
 import _report
 from tether.data import Binary
 from tether.runtime import NodeOutput
+from tether.runtime.allocator import keep_freed_memory
 from tether.testing.server import ServerProcess
 from tether.transport import TRANSPORTS, ClientStream, PipelineClient, PipelineTarget, connect
 from tether.transport.ice import rtc_configuration, set_local_description
@@ -682,6 +683,9 @@ def parse_args(argv: list[str] | None) -> Settings:
 def main(argv: list[str] | None = None) -> None:
     settings = parse_args(argv)
     load_before = os.getloadavg()
+    # Tether's server and the raw servers raise glibc's thresholds too: no process pays for
+    # page-faulting freed 192 kB buffers back in, which would swamp the transports' costs.
+    tuned = keep_freed_memory()
     libraries = ("grpcio", "httpx", "httpx-ws", "aiohttp", "aiortc", "protobuf")
     print(
         f"python {platform.python_version()}, "
@@ -689,7 +693,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "payload: Tether sends Binary(data=N bytes) through the `echo` pipeline (PassThrough);"
-        " each raw baseline echoes the same N bytes. Servers run in child processes on 127.0.0.1."
+        " each raw baseline echoes the same N bytes. Servers run in child processes on 127.0.0.1;"
+        f" glibc allocator thresholds {'raised in every process' if tuned else 'left at defaults'}."
     )
     with contextlib.ExitStack() as children:
         workdir = Path(children.enter_context(tempfile.TemporaryDirectory(prefix="tether-bench-")))
