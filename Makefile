@@ -38,6 +38,7 @@ test: lint system-deps
 
 bench: setup
 	$(BIN)/python benchmarks/codec.py
+	$(BIN)/python benchmarks/transports.py
 
 # Debian packages some tests use (Chromium for the browser test), installed only where
 # apt is available and we are root, as in CI; elsewhere those tests skip with a reason.
