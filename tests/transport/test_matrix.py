@@ -166,6 +166,18 @@ async def test_inline_manifest_runs_when_the_server_allows_it(client: PipelineCl
     assert outputs == [NodeOutput("up", Text(text="INLINE"))]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_inline_manifest_is_refused_when_the_server_does_not_allow_it(
+    transport: str, start_server: Any
+) -> None:
+    server: ServerProcess = start_server(allowInlineManifests=False)
+    async with connect(transport, server.url(transport)) as client:
+        with pytest.raises(IncompatibleManifestError, match="allowInlineManifests"):
+            await client.execute(PipelineTarget(manifest=INLINE), Text(text="x"), timeout=30)
+        # Predefined pipelines still run.
+        assert await client.execute(name("echo"), Text(text="x"), timeout=30)
+
+
 async def test_inline_manifest_with_unknown_node_types_lists_them(client: PipelineClient) -> None:
     manifest = json.dumps(
         {"version": "v1", "metadata": {"name": "x"}, "nodes": [{"id": "a", "nodeType": "Teleport"}]}
