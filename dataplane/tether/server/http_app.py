@@ -49,13 +49,11 @@ from tether.server.auth import Principal
 from tether.server.config import ServerConfig
 from tether.server.host import PipelineHost
 from tether.server.metrics import CONTENT_TYPE_LATEST
-from tether.transport.wire import error_to_proto
+from tether.transport.wire import JSON, PROTOBUF, error_to_proto
 from tether.v1 import pipeline_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
-PROTOBUF: Final = "application/x-protobuf"
-JSON: Final = "application/json"
 _PROTOBUF_ALIASES: Final = frozenset({PROTOBUF, "application/protobuf", "application/octet-stream"})
 
 TRANSPORT: Final = "http"

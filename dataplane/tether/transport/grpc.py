@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -43,19 +43,13 @@ from tether.errors import (
     UnavailableError,
 )
 from tether.runtime import NodeOutput
-from tether.transport.base import (
-    ClientOptions,
-    ClientStream,
-    PipelineClient,
-    PipelineTarget,
-    ServerInfo,
-    StreamEvent,
-)
+from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
 from tether.transport.wire import (
+    FrameStream,
+    accept_opened,
     error_from_proto,
-    event_from_frame,
-    input_frame,
     make_header,
+    open_frame,
     outputs_from_response,
     server_info_from_proto,
 )
@@ -401,67 +395,31 @@ class GrpcClient(PipelineClient):
         )
 
 
-class GrpcStream(ClientStream):
+class GrpcStream(FrameStream):
     """One bidirectional `Stream` call. Send from one task, iterate events in another."""
 
     def __init__(
         self, call: grpc.aio.StreamStreamCall[bytes, bytes], endpoint: str, options: ClientOptions
     ) -> None:
+        super().__init__(endpoint)
         self._call = call
-        self._endpoint = endpoint
         self._options = options
-        self._input_closed = False
-        self.request_id = ""
-        """The id the server runs this stream under (its logs and metrics use it)."""
 
     async def _open(self, header: pb.RequestHeader) -> None:
-        await self._write(pb.ClientFrame(open=pb.StreamOpen(header=header)))
-        frame = await self._read()
-        if frame is None:
-            raise ProtocolError(
-                "the server ended the stream before accepting it", endpoint=self._endpoint
-            )
-        kind = frame.WhichOneof("kind")
-        if kind == "error":
-            raise error_from_proto(frame.error, self._endpoint)
-        if kind != "opened":
-            raise ProtocolError(
-                f"the server answered an open frame with {kind}", endpoint=self._endpoint
-            )
-        self.request_id = frame.opened.request_id
+        await self._write_frame(open_frame(header))
+        frame = await self._read_frame(eof="the server ended the stream before accepting it")
+        self.request_id = accept_opened(frame, self._endpoint)
 
-    async def send(self, seq: int, data: RuntimeData) -> None:
-        if self._input_closed:
-            raise RuntimeError("send() after close_input()")
-        await self._write(input_frame(seq, data))
-
-    async def close_input(self) -> None:
-        if self._input_closed:
-            return
-        self._input_closed = True
-        await self._write(pb.ClientFrame(close=pb.StreamClose()))
+    async def _after_close_input(self) -> None:
         with _grpc_errors(self._endpoint):
             await self._call.done_writing()
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        while True:
-            frame = await self._read()
-            if frame is None:
-                raise ProtocolError(
-                    "the server ended the stream without StreamEnd", endpoint=self._endpoint
-                )
-            if frame.WhichOneof("kind") == "end":
-                return
-            event = event_from_frame(frame, self._endpoint)  # raises the error of an error frame
-            if event is not None:
-                yield event
 
     async def aclose(self) -> None:
         if not self._call.done():
             self._call.cancel()
             await _settle_cancelled_call()
 
-    async def _write(self, frame: pb.ClientFrame) -> None:
+    async def _write_frame(self, frame: pb.ClientFrame) -> None:
         raw = _within_limit(frame.SerializeToString(), self._options, self._endpoint)
         if not self._call.done():
             try:
@@ -474,11 +432,13 @@ class GrpcStream(ClientStream):
         # The call has finished: report why, not merely that it did.
         await self._raise_status()
 
-    async def _read(self) -> pb.ServerFrame | None:
+    async def _read_frame(
+        self, eof: str = "the server ended the stream without StreamEnd"
+    ) -> pb.ServerFrame:
         with _grpc_errors(self._endpoint):
             raw = await self._call.read()
         if not isinstance(raw, bytes):  # grpc.aio.EOF: the server closed the stream
-            return None
+            raise ProtocolError(eof, endpoint=self._endpoint)
         frame = _parse(raw, pb.ServerFrame, self._endpoint)
         if frame.WhichOneof("kind") in ("end", "error"):
             await self._await_status()

@@ -29,7 +29,7 @@ import logging
 import os
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Final, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -56,28 +56,21 @@ from tether.errors import (
     UnavailableError,
 )
 from tether.runtime import NodeOutput
-from tether.transport.base import (
-    ClientOptions,
-    ClientStream,
-    PipelineClient,
-    PipelineTarget,
-    ServerInfo,
-    StreamEvent,
-)
+from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
 from tether.transport.wire import (
+    JSON,
+    PROTOBUF,
+    FrameStream,
+    accept_opened,
     error_from_proto,
-    event_from_frame,
-    input_frame,
     make_header,
+    open_frame,
     outputs_from_response,
     server_info_from_proto,
 )
 from tether.v1 import pipeline_pb2 as pb
 
 logger = logging.getLogger(__name__)
-
-PROTOBUF: Final = "application/x-protobuf"
-JSON: Final = "application/json"
 
 _QUERY_TIMEOUT: Final = 10.0
 """Seconds `info()`, `get_manifest()` and `health()` may take: a probe must never hang.
@@ -117,6 +110,8 @@ _ERROR_BY_CLOSE_CODE: Final[dict[int, type[RemoteError]]] = {
     1012: UnavailableError,  # service restart
     1013: UnavailableError,  # try again later
 }
+
+_END: Final = pb.ServerFrame(end=pb.StreamEnd())
 
 _M = TypeVar("_M", bound=Message)
 
@@ -448,7 +443,7 @@ class HttpClient(PipelineClient):
         return body
 
 
-class HttpStream(ClientStream):
+class HttpStream(FrameStream):
     """One stream over a WebSocket. Send from one task, iterate events in another.
 
     A task of its own owns the WebSocket session (httpx-ws runs it in an anyio task group,
@@ -465,8 +460,8 @@ class HttpStream(ClientStream):
     def __init__(
         self, client: HttpClient, header: pb.RequestHeader, deadline: float | None
     ) -> None:
+        super().__init__(client.endpoint)
         self._client = client
-        self._endpoint = client.endpoint
         self._header = header
         self._deadline = deadline
         self._frames: asyncio.Queue[pb.ServerFrame | RemoteError] = asyncio.Queue()
@@ -479,9 +474,6 @@ class HttpStream(ClientStream):
         """The caller has read the `end` frame."""
         self._end_received = False
         """The owner task has queued the `end` frame."""
-        self._input_closed = False
-        self.request_id = ""
-        """The id the server runs this stream under (its logs and metrics use it)."""
 
     async def _open(self) -> None:
         self._owner = owner = asyncio.create_task(
@@ -496,36 +488,7 @@ class HttpStream(ClientStream):
             raise DeadlineExceededError(
                 "deadline exceeded opening the stream", endpoint=self._endpoint
             ) from None
-        first = await self._next_frame()
-        kind = first.WhichOneof("kind")
-        if kind == "error":
-            raise error_from_proto(first.error, self._endpoint)
-        if kind != "opened":
-            raise ProtocolError(
-                f"the server answered an open frame with {kind}", endpoint=self._endpoint
-            )
-        self.request_id = first.opened.request_id
-
-    async def send(self, seq: int, data: RuntimeData) -> None:
-        if self._input_closed:
-            raise RuntimeError("send() after close_input()")
-        await self._write(input_frame(seq, data))
-
-    async def close_input(self) -> None:
-        if self._input_closed:
-            return
-        self._input_closed = True
-        await self._write(pb.ClientFrame(close=pb.StreamClose()))
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        while not self._ended:
-            frame = await self._next_frame()
-            if frame.WhichOneof("kind") == "end":
-                self._ended = True
-                return
-            event = event_from_frame(frame, self._endpoint)  # raises the error of an error frame
-            if event is not None:
-                yield event
+        self.request_id = accept_opened(await self._read_frame(), self._endpoint)
 
     async def aclose(self) -> None:
         """Abandon the stream: the owner task closes the WebSocket and ends. Idempotent."""
@@ -571,8 +534,7 @@ class HttpStream(ClientStream):
                     )
                     async with session:
                         self._session = session
-                        open_frame = pb.ClientFrame(open=pb.StreamOpen(header=self._header))
-                        await session.send_bytes(open_frame.SerializeToString())
+                        await session.send_bytes(open_frame(self._header).SerializeToString())
                         if not self._accepted.done():
                             self._accepted.set_result(None)
                         await self._read_frames(session)
@@ -624,7 +586,9 @@ class HttpStream(ClientStream):
 
     # ---- plumbing ----
 
-    async def _next_frame(self) -> pb.ServerFrame:
+    async def _read_frame(self) -> pb.ServerFrame:
+        if self._ended:  # nothing comes after the end: reading again must not wait for it
+            return _END
         try:
             async with asyncio.timeout_at(self._deadline):
                 item = await self._frames.get()
@@ -635,9 +599,11 @@ class HttpStream(ClientStream):
         if isinstance(item, RemoteError):
             self._frames.put_nowait(item)  # every later read fails the same way
             raise item
+        if item.WhichOneof("kind") == "end":
+            self._ended = True
         return item
 
-    async def _write(self, frame: pb.ClientFrame) -> None:
+    async def _write_frame(self, frame: pb.ClientFrame) -> None:
         raw = frame.SerializeToString()
         limit = self._client.options.max_message_bytes
         if len(raw) > limit:

@@ -36,7 +36,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 import httpx
@@ -59,14 +59,7 @@ from tether.errors import (
 )
 from tether.runtime import NodeOutput
 from tether.transport import framing
-from tether.transport.base import (
-    ClientOptions,
-    ClientStream,
-    PipelineClient,
-    PipelineTarget,
-    ServerInfo,
-    StreamEvent,
-)
+from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
 from tether.transport.http import HttpClient
 from tether.transport.ice import (
     rtc_configuration,
@@ -75,10 +68,11 @@ from tether.transport.ice import (
     unexpected_host_candidates,
 )
 from tether.transport.wire import (
+    FrameStream,
+    accept_opened,
     error_from_proto,
-    event_from_frame,
-    input_frame,
     make_header,
+    open_frame,
 )
 from tether.v1 import pipeline_pb2 as pb
 
@@ -747,64 +741,32 @@ class WebRtcClient(PipelineClient):
             ) from exc
 
 
-class WebRtcStream(ClientStream):
+class WebRtcStream(FrameStream):
     """One stream on its own data channel. Send from one task, iterate events in another."""
 
     def __init__(
         self, channel: FrameChannel[pb.ServerFrame], endpoint: str, deadline: float | None
     ) -> None:
+        super().__init__(endpoint)
         self._channel = channel
-        self._endpoint = endpoint
         self._deadline = deadline
-        self._input_closed = False
-        self.request_id = ""
-        """The id the server runs this stream under (its logs and metrics use it)."""
 
     async def _open(self, header: pb.RequestHeader) -> None:
-        await self._send(pb.ClientFrame(open=pb.StreamOpen(header=header)))
-        frame = await self._receive()
-        kind = frame.WhichOneof("kind")
-        if kind == "error":
-            raise error_from_proto(frame.error, self._endpoint)
-        if kind != "opened":
-            raise ProtocolError(
-                f"the server answered an open frame with {kind}", endpoint=self._endpoint
-            )
-        self.request_id = frame.opened.request_id
+        await self._write_frame(open_frame(header))
+        self.request_id = accept_opened(await self._read_frame(), self._endpoint)
 
-    async def send(self, seq: int, data: RuntimeData) -> None:
-        if self._input_closed:
-            raise RuntimeError("send() after close_input()")
-        await self._send(input_frame(seq, data))
-
-    async def close_input(self) -> None:
-        if not self._input_closed:
-            self._input_closed = True
-            await self._send(pb.ClientFrame(close=pb.StreamClose()))
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        try:
-            while True:
-                frame = await self._receive()
-                if frame.WhichOneof("kind") == "end":
-                    return
-                event = event_from_frame(
-                    frame, self._endpoint
-                )  # raises the error of an error frame
-                if event is not None:
-                    yield event
-        finally:
-            self._channel.close()
+    def _after_events(self) -> None:
+        self._channel.close()
 
     async def aclose(self) -> None:
         self._channel.close()
 
-    async def _send(self, frame: pb.ClientFrame) -> None:
+    async def _write_frame(self, frame: pb.ClientFrame) -> None:
         with self._deadline_bound():
             async with asyncio.timeout_at(self._deadline):
                 await self._channel.send(frame)
 
-    async def _receive(self) -> pb.ServerFrame:
+    async def _read_frame(self) -> pb.ServerFrame:
         with self._deadline_bound():
             async with asyncio.timeout_at(self._deadline):
                 return await self._channel.receive()

@@ -1,12 +1,16 @@
 """The wire contract's vocabulary shared by servers and clients of every transport:
-request headers, error codes in both directions, and server frames as client events.
+request headers, content types, error codes in both directions, and server frames as
+client events.
 
-Pure functions, no I/O.
+Pure functions, no I/O; `FrameStream` is the client side of a stream as frames, and
+leaves moving them to each transport.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Final
 
 from tether.data import RuntimeData, decode, encode
@@ -29,10 +33,14 @@ from tether.errors import (
     UnknownPipelineError,
 )
 from tether.runtime import Ack, NodeOutput, RequestContext
-from tether.transport.base import PipelineTarget, ServerInfo
+from tether.transport.base import ClientStream, PipelineTarget, ServerInfo, StreamEvent
 from tether.v1 import pipeline_pb2 as pb
 
 PROTOCOL_VERSION: Final = "tether.v1"
+
+PROTOBUF: Final = "application/x-protobuf"
+"""HTTP bodies in protobuf; `JSON` is their protobuf JSON mapping, for people with curl."""
+JSON: Final = "application/json"
 
 Code = pb.ErrorCode
 
@@ -128,8 +136,22 @@ def header_timeout(header: pb.RequestHeader) -> float | None:
     return header.timeout_ms / 1000 if header.timeout_ms else None
 
 
+def open_frame(header: pb.RequestHeader) -> pb.ClientFrame:
+    return pb.ClientFrame(open=pb.StreamOpen(header=header))
+
+
 def input_frame(seq: int, data: RuntimeData) -> pb.ClientFrame:
     return pb.ClientFrame(input=pb.StreamInput(seq=seq, data=encode(data)))
+
+
+def accept_opened(frame: pb.ServerFrame, endpoint: str) -> str:
+    """The request id from the server's answer to `open`; its error if it refused."""
+    kind = frame.WhichOneof("kind")
+    if kind == "error":
+        raise error_from_proto(frame.error, endpoint)
+    if kind != "opened":
+        raise ProtocolError(f"the server answered an open frame with {kind}", endpoint=endpoint)
+    return frame.opened.request_id
 
 
 def outputs_from_response(response: pb.ExecuteResponse, endpoint: str) -> list[NodeOutput]:
@@ -156,6 +178,54 @@ def event_from_frame(frame: pb.ServerFrame, endpoint: str) -> NodeOutput | Ack |
     if kind in ("opened", "end"):
         return None
     raise ProtocolError(f"server sent an unknown frame ({kind})", endpoint=endpoint)
+
+
+class FrameStream(ClientStream):
+    """A client stream as `ClientFrame`s out and `ServerFrame`s in, whatever carries them.
+
+    A transport writes and reads frames, and opens the stream its own way: it sends
+    `open_frame`, then takes the answer with `accept_opened`.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self._endpoint = endpoint
+        self._input_closed = False
+        self.request_id = ""
+        """The id the server runs this stream under (its logs and metrics use it)."""
+
+    @abc.abstractmethod
+    async def _write_frame(self, frame: pb.ClientFrame) -> None: ...
+
+    @abc.abstractmethod
+    async def _read_frame(self) -> pb.ServerFrame:
+        """The next frame; raises why the stream ended if it did without one."""
+
+    async def _after_close_input(self) -> None:
+        """Runs once the close frame is written."""
+
+    def _after_events(self) -> None:
+        """Runs when `events()` stops, however it does."""
+
+    async def send(self, seq: int, data: RuntimeData) -> None:
+        if self._input_closed:
+            raise RuntimeError("send() after close_input()")
+        await self._write_frame(input_frame(seq, data))
+
+    async def close_input(self) -> None:
+        if self._input_closed:
+            return
+        self._input_closed = True
+        await self._write_frame(pb.ClientFrame(close=pb.StreamClose()))
+        await self._after_close_input()
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        try:
+            while (frame := await self._read_frame()).WhichOneof("kind") != "end":
+                event = event_from_frame(frame, self._endpoint)  # raises an error frame's error
+                if event is not None:
+                    yield event
+        finally:
+            self._after_events()
 
 
 def server_info_from_proto(info: pb.ServerInfo) -> ServerInfo:
