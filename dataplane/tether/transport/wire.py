@@ -9,7 +9,6 @@ leaves moving them to each transport.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -22,7 +21,6 @@ from tether.errors import (
     IncompatibleManifestError,
     InputStreamError,
     ManifestError,
-    NetworkError,
     NodeExecutionError,
     ProtocolError,
     RemoteError,
@@ -240,10 +238,3 @@ def server_info_from_proto(info: pb.ServerInfo) -> ServerInfo:
         inline_manifests_allowed=info.limits.inline_manifests_allowed,
         params_schemas={n.name: n.params_schema for n in info.node_types},
     )
-
-
-def cancelled_or_network(exc: BaseException, endpoint: str) -> BaseException:
-    """Cancellation stays cancellation; anything else from a socket is a NetworkError."""
-    if isinstance(exc, asyncio.CancelledError):
-        return exc
-    return NetworkError(f"connection failed: {type(exc).__name__}: {exc}", endpoint=endpoint)
