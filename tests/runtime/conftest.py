@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sample_nodes import Batch, Explode, Lifecycle, Slow, Suffix, WrongPort
+from sample_nodes import (
+    AwaitsCancelledFuture,
+    Batch,
+    BrokenTeardown,
+    Explode,
+    Lifecycle,
+    Slow,
+    SlowTeardown,
+    Suffix,
+    WrongPort,
+)
 
 from tether.manifest import Manifest, parse_manifest
 from tether.runtime import NodeRegistry, Pipeline
@@ -14,10 +24,21 @@ from tether.runtime import NodeRegistry, Pipeline
 @pytest.fixture
 def registry() -> NodeRegistry:
     registry = NodeRegistry()
-    for node_class in (Suffix, Slow, Explode, Batch, Lifecycle, WrongPort):
+    for node_class in (
+        Suffix,
+        Slow,
+        Explode,
+        Batch,
+        Lifecycle,
+        WrongPort,
+        SlowTeardown,
+        BrokenTeardown,
+        AwaitsCancelledFuture,
+    ):
         registry.register(node_class)
     Slow.processed = 0
     Lifecycle.events = []
+    SlowTeardown.finished = []
     return registry
 
 

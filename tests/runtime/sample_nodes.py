@@ -90,3 +90,28 @@ class Lifecycle(Node[CamelModel]):
 class WrongPort(Node[CamelModel]):
     async def process(self, data: RuntimeData) -> ProcessResult:
         return Emit("nowhere", data)
+
+
+class SlowTeardown(Node[CamelModel]):
+    """Cleans up with an await, as a node closing a network client does."""
+
+    finished: list[str] = []
+
+    async def teardown(self) -> None:
+        await asyncio.sleep(0.02)
+        type(self).finished.append(self.node_id)
+
+
+class BrokenTeardown(Node[CamelModel]):
+    async def teardown(self) -> None:
+        raise OSError("could not release the device")
+
+
+class AwaitsCancelledFuture(Node[CamelModel]):
+    """Awaits a future that something else cancelled, as a library call may."""
+
+    async def process(self, data: RuntimeData) -> ProcessResult:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+        return data

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 import pytest
-from sample_nodes import Lifecycle, Slow
+from sample_nodes import Lifecycle, Slow, SlowTeardown
 
 from tether.data import RuntimeData, Text
 from tether.errors import InputStreamError, NodeExecutionError
@@ -261,5 +261,28 @@ def test_registry_rejects_a_clashing_node_type(registry) -> None:
 def test_registry_names_known_types_for_an_unknown_one(registry) -> None:
     from tether.errors import UnknownNodeTypeError
 
-    with pytest.raises(UnknownNodeTypeError, match="known: Batch, Explode"):
+    with pytest.raises(UnknownNodeTypeError, match="known: AwaitsCancelledFuture, Batch, BrokenTeardown"):
         registry.get("Nope")
+
+
+async def test_a_run_returns_only_after_every_node_finished_its_teardown(make_pipeline) -> None:
+    pipeline = make_pipeline(
+        {"first": ("SlowTeardown", {}), "sink": ("SlowTeardown", {})}, [("first", "sink")]
+    )
+    assert await pipeline.run(Text(text="x")) == [NodeOutput("sink", Text(text="x"))]
+    assert sorted(SlowTeardown.finished) == ["first", "sink"]
+
+
+async def test_a_failing_teardown_fails_the_run_even_in_a_sink(make_pipeline) -> None:
+    pipeline = make_pipeline({"sink": ("BrokenTeardown", {})}, [])
+    with pytest.raises(NodeExecutionError, match="'sink' failed: teardown failed: OSError"):
+        await pipeline.run(Text(text="x"))
+
+
+async def test_a_cancelled_operation_inside_a_node_fails_the_run_instead_of_hanging(
+    make_pipeline,
+) -> None:
+    pipeline = make_pipeline({"node": ("AwaitsCancelledFuture", {})}, [])
+    with pytest.raises(NodeExecutionError, match="'node' failed: CancelledError"):
+        async with asyncio.timeout(30):  # a hang guard, not a latency bound
+            await pipeline.run(Text(text="x"))

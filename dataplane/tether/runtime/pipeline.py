@@ -228,9 +228,9 @@ class _Run:
                 if self.acknowledged:
                     for source in self.sources:
                         await self.inboxes[source].put(_Barrier(_INPUT, seq))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if _stopping():
+                raise
             self._fail(InputStreamError(f"{type(exc).__name__}: {exc}"), exc)
             return
         finally:
@@ -266,6 +266,7 @@ class _Run:
                 else:
                     yield item
 
+        finished = False
         try:
             await node.setup()
             async with contextlib.aclosing(node.stream(inputs())) as produced:
@@ -282,11 +283,10 @@ class _Run:
             # A node may stop reading early; drain so its producers are never stuck.
             async for _ in inputs():
                 pass
-            await pass_barrier(finished=True)
-            await self._send_control(node_id, _End(node_id))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+            finished = True
+        except (Exception, asyncio.CancelledError) as exc:
+            if _stopping():
+                raise
             self._fail(NodeExecutionError(node_id, f"{type(exc).__name__}: {exc}"), exc)
         finally:
             try:
@@ -296,6 +296,10 @@ class _Run:
                     NodeExecutionError(node_id, f"teardown failed: {type(exc).__name__}: {exc}"),
                     exc,
                 )
+        # Only after teardown: the run is complete when every node has cleaned up.
+        if finished and not self.failed:
+            await pass_barrier(finished=True)
+            await self._send_control(node_id, _End(node_id))
 
     async def _send_data(self, node_id: str, port: str, data: RuntimeData) -> None:
         if self.tap is not None:
@@ -330,3 +334,11 @@ class _Run:
         while self.results.full():
             self.results.get_nowait()
         self.results.put_nowait(_Failure(error))
+
+
+def _stopping() -> bool:
+    """True when the current task is being cancelled, as opposed to a CancelledError that
+    came out of something it awaited (a cancelled future of a library, say), which is a
+    failure of the run like any other."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
