@@ -11,6 +11,7 @@ from tether.manifest.loading import (
     load_manifest_async,
     manifest_to_dict,
     parse_manifest,
+    parse_manifest_text,
 )
 from tether.manifest.models import Connection, Manifest, Metadata, NodeSpec
 from tether.manifest.types import CamelModel, Duration, NoParams, parse_duration
@@ -34,5 +35,6 @@ __all__ = [
     "manifest_to_dict",
     "parse_duration",
     "parse_manifest",
+    "parse_manifest_text",
     "validate_manifest",
 ]

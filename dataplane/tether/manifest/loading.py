@@ -70,6 +70,15 @@ async def load_manifest_async(
     return await asyncio.to_thread(_load_local, where)
 
 
+def parse_manifest_text(text: str, *, source: str = "<text>") -> Manifest:
+    """A manifest from YAML or JSON text, and only text: never read as a path or URL.
+
+    For manifests that arrive in requests, where a string must not reach the file system
+    or the network.
+    """
+    return _load_local(_Text(text), source)
+
+
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
     """The manifest as the user writes it (camelCase keys, "30s" durations), JSON-compatible."""
     return manifest.model_dump(mode="json", by_alias=True)
@@ -119,12 +128,12 @@ def _locate(source: ManifestSource) -> _Local | _Url:
     return _File(Path(source), given_as_text=True)
 
 
-def _load_local(where: _Local) -> Manifest:
+def _load_local(where: _Local, text_source: str = "<text>") -> Manifest:
     if isinstance(where, _Document):
         return _parse_document(where.document, None)
     if isinstance(where, _Text):
         is_json = where.text.lstrip().startswith("{")
-        return _parse_document(_decode(where.text, "<text>", is_json=is_json), None)
+        return _parse_document(_decode(where.text, text_source, is_json=is_json), None)
     origin = str(where.path)
     try:
         text = where.path.read_text(encoding="utf-8")

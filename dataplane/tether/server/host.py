@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from tether import __version__
-from tether.data import decode, encode
+from tether.data import RuntimeData, decode, encode
 from tether.errors import (
     AuthenticationError,
     CircularReferenceError,
     DeadlineExceededError,
     IncompatibleManifestError,
+    InputStreamError,
     ManifestError,
     NetworkError,
     ProtocolError,
@@ -33,7 +34,7 @@ from tether.errors import (
     UnavailableError,
     UnknownPipelineError,
 )
-from tether.manifest import load_manifest, manifest_to_dict
+from tether.manifest import load_manifest, manifest_to_dict, parse_manifest_text
 from tether.runtime import Ack, NodeRegistry, Pipeline, RequestContext, default_registry, serving
 from tether.server.auth import Authenticator, NoAuthentication, Principal
 from tether.server.config import ServerConfig
@@ -167,13 +168,8 @@ class PipelineHost:
             response = pb.ExecuteResponse(
                 request_id=request.header.request_id, error=error_to_proto(exc)
             )
-        self._record(
-            label,
-            transport,
-            "unary",
-            response.error if response.HasField("error") else None,
-            started,
-        )
+        outcome = _outcome(response.error) if response.HasField("error") else "ok"
+        self._record(label, transport, "unary", outcome, started)
         return response
 
     async def stream(
@@ -193,7 +189,7 @@ class PipelineHost:
         """
         started = time.perf_counter()
         label = "unresolved"
-        error: pb.Error | None = None
+        outcome = "ok"
         try:
             with self._in_flight_request(), self._stream_slot(transport):
                 resolved = self.resolve(header)
@@ -205,16 +201,19 @@ class PipelineHost:
                     resolved, header, frames, send, transport, principal, timeout
                 )
                 await send(pb.ServerFrame(end=pb.StreamEnd()))
-        except NetworkError as exc:
-            logger.debug("stream ended by the client: %s", exc)
-            error = pb.Error(code=pb.ERROR_CODE_UNAVAILABLE, message="client went away")
         except Exception as exc:
-            if not isinstance(exc, TetherError | TimeoutError):
-                logger.exception("unexpected failure serving stream %s", header.request_id)
-            error = error_to_proto(exc)
-            with contextlib.suppress(NetworkError):
-                await send(pb.ServerFrame(error=error))
-        self._record(label, transport, "stream", error, started)
+            if _client_went_away(exc):
+                # Nobody is left to tell, and it is no failure of the server's.
+                logger.debug("stream ended by the client: %s", exc)
+                outcome = "disconnected"
+            else:
+                if not isinstance(exc, TetherError | TimeoutError):
+                    logger.exception("unexpected failure serving stream %s", header.request_id)
+                error = error_to_proto(exc)
+                outcome = _outcome(error)
+                with contextlib.suppress(NetworkError):
+                    await send(pb.ServerFrame(error=error))
+        self._record(label, transport, "stream", outcome, started)
 
     async def _run_stream(
         self,
@@ -229,7 +228,7 @@ class PipelineHost:
         frames_in = self.metrics.stream_frames.labels(transport, "in")
         frames_out = self.metrics.stream_frames.labels(transport, "out")
 
-        async def inputs() -> AsyncIterator[tuple[int, object]]:
+        async def inputs() -> AsyncIterator[tuple[int, RuntimeData]]:
             last_seq = -1
             async for frame in frames:
                 frames_in.inc()
@@ -252,8 +251,11 @@ class PipelineHost:
         )
         try:
             with serving(resolved.context):
-                async with asyncio.timeout(deadline):
-                    async for event in resolved.pipeline.stream_acked(inputs()):  # type: ignore[arg-type]
+                async with (
+                    asyncio.timeout(deadline),
+                    contextlib.aclosing(resolved.pipeline.stream_acked(inputs())) as events,
+                ):
+                    async for event in events:
                         if isinstance(event, Ack):
                             frame = pb.ServerFrame(ack=pb.StreamAck(seq=event.seq))
                         else:
@@ -316,9 +318,7 @@ class PipelineHost:
         if (cached := self._inline.get(key)) is not None:
             self._inline.move_to_end(key)
             return cached
-        manifest = load_manifest(
-            text if "\n" in text or text.lstrip().startswith("{") else text + "\n"
-        )
+        manifest = parse_manifest_text(text, source="inline manifest")
         unknown = sorted({n.node_type for n in manifest.nodes if n.node_type not in self.registry})
         if unknown:
             raise IncompatibleManifestError(
@@ -374,18 +374,28 @@ class PipelineHost:
             return False
         return True
 
-    def _record(
-        self, label: str, transport: str, kind: str, error: pb.Error | None, started: float
-    ) -> None:
-        outcome = (
-            "ok"
-            if error is None
-            else pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
-        )
+    def record_refusal(self, transport: str, kind: str, error: pb.Error) -> None:
+        """Count a request an adapter refused before it reached the host (auth, corrupt body)."""
+        self.metrics.requests.labels("unresolved", transport, kind, _outcome(error)).inc()
+
+    def _record(self, label: str, transport: str, kind: str, outcome: str, started: float) -> None:
         self.metrics.requests.labels(label, transport, kind, outcome).inc()
         self.metrics.request_seconds.labels(label, transport, kind).observe(
             time.perf_counter() - started
         )
+
+
+def _outcome(error: pb.Error) -> str:
+    """The metrics outcome of a failure: its error code, e.g. "deadline_exceeded"."""
+    return pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
+
+
+def _client_went_away(error: BaseException) -> bool:
+    # The frame reader raises NetworkError; inside a run it arrives as the cause of an
+    # InputStreamError.
+    return isinstance(error, NetworkError) or (
+        isinstance(error, InputStreamError) and isinstance(error.__cause__, NetworkError)
+    )
 
 
 def _earliest(*timeouts: float | None) -> float | None:
