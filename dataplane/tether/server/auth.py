@@ -92,7 +92,8 @@ class JwtVerifier:
         except jwt.InvalidTokenError as exc:
             # The class says what was wrong; a message could quote parts of the token.
             raise AuthenticationError(f"invalid token ({type(exc).__name__})") from None
-        return Principal(str(claims.get("sub", "jwt")), float(claims["exp"]))
+        # The leeway that admitted the token also extends how long a stream may use it.
+        return Principal(str(claims.get("sub", "jwt")), float(claims["exp"]) + self.config.leeway)
 
 
 class Authenticator:
@@ -109,6 +110,10 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError("authorization must be 'Bearer <token>'")
+        if not token.isascii() or not token.isprintable():
+            # RFC 6750 tokens are printable ASCII; anything else cannot match and must not
+            # reach an encoder that would raise.
+            raise AuthenticationError("malformed bearer token")
         if self._token_file is not None and self._token_file.accepts(token):
             return Principal("static-token")
         if self._jwt is not None and token.count(".") == 2:
