@@ -85,12 +85,14 @@ class ManifestIssue:
 class ManifestValidationError(ManifestError):
     """The manifest breaks the schema or the graph rules; `issues` lists every finding."""
 
-    def __init__(self, issues: Sequence[ManifestIssue], source: str | None = None) -> None:
+    def __init__(
+        self, issues: Sequence[ManifestIssue], source: str | None = None, *, what: str = "manifest"
+    ) -> None:
         self.issues = tuple(issues)
         self.source = source
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"invalid manifest{where}:\n{lines}")
+        super().__init__(f"invalid {what}{where}:\n{lines}")
 
 
 class UnknownNodeTypeError(ManifestError):

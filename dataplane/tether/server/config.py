@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, model_validator
 
-from tether.errors import ManifestIssue, ManifestLoadError, ManifestValidationError
+from tether.errors import ManifestLoadError, ManifestValidationError
 from tether.manifest import CamelModel, Duration
+from tether.manifest.validation import pydantic_issues
 
 
 def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
@@ -17,30 +19,60 @@ def _relative_to_config_file(value: Path, info: ValidationInfo) -> Path:
     return value if value.is_absolute() or base_dir is None else base_dir / value
 
 
+def _exists(value: Path) -> Path:
+    if not value.exists():
+        raise ValueError(f"{value} does not exist")
+    return value
+
+
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config_file)]
 """A path; relative ones resolve against the config file's folder."""
+ExistingPath = Annotated[ConfigPath, AfterValidator(_exists)]
+"""A path that must exist when the server starts (certificates, keys, manifests)."""
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+def _ice_server_url(value: str) -> str:
+    if not value.startswith(("stun:", "turn:", "turns:")):
+        raise ValueError(f"{value!r} is not a stun:, turn: or turns: URL")
+    return value
 
 
 class ListenConfig(CamelModel):
     host: str = "127.0.0.1"
     """Loopback by default; pods set 0.0.0.0."""
-    port: int = Field(default=0, ge=0, le=65535)
+    port: int = Field(ge=0, le=65535)
     """0 picks a free port (printed at start-up)."""
     enabled: bool = True
 
 
+class GrpcListenConfig(ListenConfig):
+    port: int = Field(default=50051, ge=0, le=65535)
+
+
+class HttpListenConfig(ListenConfig):
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
 class TlsConfig(CamelModel):
-    cert_file: ConfigPath
-    key_file: ConfigPath
-    client_ca_file: ConfigPath | None = None
+    cert_file: ExistingPath
+    key_file: ExistingPath
+    client_ca_file: ExistingPath | None = None
     """When set, clients must present a certificate signed by this CA (mutual TLS)."""
 
 
 class JwtConfig(CamelModel):
     algorithm: Literal["HS256", "RS256"]
-    secret_file: ConfigPath | None = None
+    secret_file: ExistingPath | None = None
     """HS256 shared secret."""
-    public_key_file: ConfigPath | None = None
+    public_key_file: ExistingPath | None = None
     """RS256 PEM public key."""
     audience: str | None = None
     issuer: str | None = None
@@ -72,16 +104,18 @@ class AuthConfig(CamelModel):
 
 class WebRtcConfig(CamelModel):
     enabled: bool = True
-    ice_servers: list[str] = Field(default_factory=list)
+    ice_servers: list[Annotated[str, AfterValidator(_ice_server_url)]] = Field(default_factory=list)
     """STUN/TURN URLs. None by default: nothing is contacted outside the host."""
-    host_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    host_addresses: list[Annotated[str, AfterValidator(_ip_address)]] = Field(
+        default_factory=lambda: ["127.0.0.1"], min_length=1
+    )
     """Addresses offered as ICE host candidates; pods set their pod IP."""
 
 
 class PipelineEntry(CamelModel):
     """A predefined pipeline: a manifest file, or the manifest inline."""
 
-    file: ConfigPath | None = None
+    file: ExistingPath | None = None
     manifest: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -92,7 +126,7 @@ class PipelineEntry(CamelModel):
 
 
 class LimitsConfig(CamelModel):
-    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**31 - 1)
     """Largest request, response or stream frame; 16 MiB fits 1080p RGB frames."""
     max_concurrent_streams: int = Field(default=64, ge=1)
     """Streams beyond this are refused (resource exhausted) rather than queued."""
@@ -103,9 +137,9 @@ class LimitsConfig(CamelModel):
 
 
 class ServerConfig(CamelModel):
-    grpc: ListenConfig = Field(default_factory=lambda: ListenConfig(port=50051))
-    http: ListenConfig = Field(default_factory=lambda: ListenConfig(port=8080))
-    pipelines_dir: ConfigPath | None = None
+    grpc: GrpcListenConfig = Field(default_factory=GrpcListenConfig)
+    http: HttpListenConfig = Field(default_factory=HttpListenConfig)
+    pipelines_dir: ExistingPath | None = None
     """Every *.yaml/*.yml/*.json manifest here is served under its metadata.name."""
     pipelines: list[PipelineEntry] = Field(default_factory=list)
     allow_inline_manifests: bool = False
@@ -131,9 +165,6 @@ def load_server_config(path: Path) -> ServerConfig:
     try:
         config = ServerConfig.model_validate(document, context={"base_dir": path.parent})
     except ValidationError as exc:
-        issues = [
-            ManifestIssue(".".join(str(p) for p in error["loc"]), error["msg"], error.get("input"))
-            for error in exc.errors()
-        ]
-        raise ManifestValidationError(issues, source=str(path)) from None
+        issues = pydantic_issues(exc, document, model=ServerConfig)
+        raise ManifestValidationError(issues, source=str(path), what="server config") from None
     return config
