@@ -34,10 +34,10 @@ class RemoteParams(CamelModel):
 
 
 CATALOG: NodeCatalog = {
-    "PassThrough": NodeTypeInfo("PassThrough", NoParams, ("in",), ("out",)),
-    "Gain": NodeTypeInfo("Gain", GainParams, ("in",), ("out",)),
-    "Remote": NodeTypeInfo("Remote", RemoteParams, ("in",), ("out",)),
-    "Splitter": NodeTypeInfo("Splitter", NoParams, ("in",), ("voice", "silence")),
+    "PassThrough": NodeTypeInfo("PassThrough", NoParams, ("out",)),
+    "Gain": NodeTypeInfo("Gain", GainParams, ("out",)),
+    "Remote": NodeTypeInfo("Remote", RemoteParams, ("out",)),
+    "Splitter": NodeTypeInfo("Splitter", NoParams, ("voice", "silence")),
 }
 
 

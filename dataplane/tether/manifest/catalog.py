@@ -14,7 +14,6 @@ class NodeTypeInfo:
 
     name: str
     params_model: type[BaseModel]
-    inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
 

@@ -9,7 +9,6 @@ from pydantic import Field
 from tether.manifest.types import CamelModel
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$"
-DEFAULT_INPUT_PORT = "in"
 DEFAULT_OUTPUT_PORT = "out"
 
 
@@ -30,7 +29,6 @@ class Connection(CamelModel):
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     source_port: str = Field(default=DEFAULT_OUTPUT_PORT, alias="fromPort")
-    target_port: str = Field(default=DEFAULT_INPUT_PORT, alias="toPort")
 
 
 class Manifest(CamelModel):

@@ -125,7 +125,7 @@ def _check_connections(
     """Report bad connections; return those whose both ends exist, for the graph checks."""
     node_types = {node.id: node.node_type for node in manifest.nodes}
     node_list = ", ".join(first_index)
-    seen: dict[tuple[str, str, str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     valid: list[Connection] = []
     for index, connection in enumerate(manifest.connections):
         where = f"connections[{index}]"
@@ -152,16 +152,7 @@ def _check_connections(
                     connection.source_port,
                 )
             )
-        target_info = catalog.get(node_types[connection.target])
-        if target_info is not None and connection.target_port not in target_info.inputs:
-            issues.append(
-                ManifestIssue(
-                    f"{where}.toPort",
-                    _port_message(connection.target, target_info.name, "input", target_info.inputs),
-                    connection.target_port,
-                )
-            )
-        key = (connection.source, connection.source_port, connection.target, connection.target_port)
+        key = (connection.source, connection.source_port, connection.target)
         if key in seen:
             issues.append(ManifestIssue(where, f"duplicate of connections[{seen[key]}]"))
         else:

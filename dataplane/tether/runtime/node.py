@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from tether.data import RuntimeData
 from tether.manifest.catalog import NodeTypeInfo
-from tether.manifest.models import DEFAULT_INPUT_PORT, DEFAULT_OUTPUT_PORT
+from tether.manifest.models import DEFAULT_OUTPUT_PORT
 from tether.manifest.types import NoParams
 
 
@@ -45,7 +45,6 @@ class Node(Generic[ParamsT]):
     node_type: ClassVar[str] = ""
     """The name manifests use; defaults to the class name."""
     params_model: ClassVar[type[BaseModel]] = NoParams
-    inputs: ClassVar[tuple[str, ...]] = (DEFAULT_INPUT_PORT,)
     outputs: ClassVar[tuple[str, ...]] = (DEFAULT_OUTPUT_PORT,)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -59,7 +58,7 @@ class Node(Generic[ParamsT]):
 
     @classmethod
     def info(cls) -> NodeTypeInfo:
-        return NodeTypeInfo(cls.node_type, cls.params_model, cls.inputs, cls.outputs)
+        return NodeTypeInfo(cls.node_type, cls.params_model, cls.outputs)
 
     async def setup(self) -> None:
         """Acquire what the run needs. Called once before the first input."""

@@ -109,7 +109,6 @@ class PipelineHost:
                 pb.NodeTypeInfo(
                     name=info.name,
                     params_schema=json.dumps(info.params_model.model_json_schema(by_alias=True)),
-                    inputs=info.inputs,
                     outputs=info.outputs,
                 )
                 for info in self.registry.catalog().values()
