@@ -89,3 +89,16 @@ async def test_inline_manifest_text_is_never_read_as_a_url_or_a_path(text: str) 
     response = await host.execute(request, transport="test")
     assert response.error.code == pb.ERROR_CODE_INCOMPATIBLE_MANIFEST
     assert "this document is a string" in response.error.message
+
+
+async def test_a_response_over_the_message_limit_is_a_typed_error() -> None:
+    host = make_host(limits={"maxMessageBytes": 2048})
+    request = pb.ExecuteRequest(
+        header=pb.RequestHeader(pipeline_name="echo"), input=encode(Text(text="x" * 1500))
+    )
+    assert (await host.execute(request, transport="test")).outputs
+    request.input.CopyFrom(encode(Text(text="x" * 3000)))
+    response = await host.execute(request, transport="test")
+    assert response.error.code == pb.ERROR_CODE_RESOURCE_EXHAUSTED
+    assert "over the 2048-byte limit" in response.error.message
+    assert outcomes(host) == {"ok": 1.0, "resource_exhausted": 1.0}

@@ -154,10 +154,11 @@ class PipelineHost:
                 with serving(resolved.context):
                     async with asyncio.timeout(deadline):
                         outputs = await resolved.pipeline.run(data)
-            response = pb.ExecuteResponse(
-                request_id=resolved.context.request_id,
-                outputs=[pb.Output(node_id=o.node_id, data=encode(o.data)) for o in outputs],
-            )
+                response = pb.ExecuteResponse(
+                    request_id=resolved.context.request_id,
+                    outputs=[pb.Output(node_id=o.node_id, data=encode(o.data)) for o in outputs],
+                )
+                self._check_size(response, "response")
         except (TetherError, TimeoutError) as exc:
             response = pb.ExecuteResponse(
                 request_id=request.header.request_id, error=error_to_proto(exc)
@@ -263,6 +264,7 @@ class PipelineHost:
                                     node_id=event.node_id, data=encode(event.data)
                                 )
                             )
+                            self._check_size(frame, f"output of node {event.node_id!r}")
                         await send(frame)
                         frames_out.inc()
         except TimeoutError:
@@ -372,6 +374,12 @@ class PipelineHost:
             )
             return False
         return True
+
+    def _check_size(self, message: pb.ExecuteResponse | pb.ServerFrame, what: str) -> None:
+        """Refuse what the client would refuse anyway: a typed error, not a broken call."""
+        limit = self.config.limits.max_message_bytes
+        if (size := message.ByteSize()) > limit:
+            raise ResourceExhaustedError(f"the {what} is {size} bytes, over the {limit}-byte limit")
 
     def record_refusal(self, transport: str, kind: str, error: pb.Error) -> None:
         """Count a request an adapter refused before it reached the host (auth, corrupt body)."""
