@@ -1,5 +1,6 @@
 """A real browser as a WebRTC client: headless Chromium opens the server's demo page,
-which runs a pipeline over a data channel in the JSON form of the stream frames.
+which runs a pipeline over a data channel in the JSON form of the stream frames, with the
+bearer token, when the server needs one, in the URL fragment (never sent anywhere).
 
 Chromium is driven over the DevTools protocol (a WebSocket, with aiohttp's client):
 navigate, then evaluate the page's result promise. It runs with its networking reduced
@@ -131,9 +132,14 @@ async def devtools(chromium: int) -> AsyncIterator[DevTools]:
             yield DevTools(websocket)
 
 
-async def run_demo(devtools: DevTools, server: ServerProcess, **query: str) -> dict[str, Any]:
-    """Open the demo page with `query` and return what its result promise resolves to."""
+async def run_demo(
+    devtools: DevTools, server: ServerProcess, *, fragment: str = "", **query: str
+) -> dict[str, Any]:
+    """Open the demo page with `query` (and `#fragment`) and return what its result
+    promise resolves to, with the text shown and the page's address once it ran."""
     url = f"{server.http_url}/v1/webrtc/demo?{urlencode(query)}"
+    if fragment:
+        url += f"#{fragment}"
     await devtools.call("Page.enable")
     await devtools.call("Page.navigate", url=url)
     await devtools.event("Page.loadEventFired")
@@ -147,6 +153,10 @@ async def run_demo(devtools: DevTools, server: ServerProcess, **query: str) -> d
         returnByValue=True,
     )
     value["shown"] = shown["result"]["value"]
+    address = await devtools.call(
+        "Runtime.evaluate", expression="location.href", returnByValue=True
+    )
+    value["address"] = address["result"]["value"]
     return value
 
 
@@ -172,3 +182,32 @@ async def test_a_browser_is_shown_the_typed_error_of_a_failing_node(
     assert not result["ok"]
     assert result["error"].startswith("ERROR_CODE_EXECUTION")
     assert result["shown"].startswith("error: ERROR_CODE_EXECUTION")
+
+
+async def test_a_browser_passes_the_token_from_the_url_fragment_and_nowhere_else(
+    devtools: DevTools, start_server: Any, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("s3cr3t\n")
+    server: ServerProcess = start_server(auth={"tokenFile": str(token_file)})
+    async with asyncio.timeout(TIME_LIMIT):
+        result = await run_demo(
+            devtools, server, fragment="token=s3cr3t", pipeline="upper", text="hello"
+        )
+    assert result["ok"], json.dumps(result)
+    assert result["shown"] == "HELLO"
+    # Read, then gone from the address bar (and its history entry).
+    assert "s3cr3t" not in result["address"]
+    assert result["address"].endswith("/v1/webrtc/demo?pipeline=upper&text=hello")
+
+
+async def test_a_browser_ignores_a_token_in_the_query_string(
+    devtools: DevTools, start_server: Any, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("s3cr3t\n")
+    server: ServerProcess = start_server(auth={"tokenFile": str(token_file)})
+    async with asyncio.timeout(TIME_LIMIT):
+        result = await run_demo(devtools, server, pipeline="upper", text="x", token="s3cr3t")
+    assert not result["ok"]
+    assert result["error"].startswith("ERROR_CODE_UNAUTHENTICATED")

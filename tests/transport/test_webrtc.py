@@ -21,11 +21,12 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
-from tether.data import Tensor, Text
+from tether.data import Binary, Tensor, Text
 from tether.errors import (
     AuthenticationError,
     DeadlineExceededError,
     NetworkError,
+    ProtocolError,
     RemoteExecutionError,
     ResourceExhaustedError,
     UnavailableError,
@@ -139,6 +140,24 @@ async def test_a_deadline_shorter_than_the_pipeline_is_deadline_exceeded(
         async with asyncio.timeout(HANG_GUARD):
             await client.execute(name("slow"), Text(text="x"), timeout=0.5)
     assert time.monotonic() - started < 1.9  # the slow pipeline takes 2 s
+
+
+async def test_a_frame_over_the_client_limit_is_refused_locally_and_the_stream_goes_on(
+    server: ServerProcess,
+) -> None:
+    async with (
+        asyncio.timeout(HANG_GUARD),
+        WebRtcClient(server.http_url, ClientOptions(max_message_bytes=1024)) as small,
+    ):
+        with pytest.raises(ResourceExhaustedError, match="max_message_bytes"):
+            await small.execute(name("echo"), Binary(data=bytes(2000)), timeout=10)
+        async with await small.open_stream(name("echo"), timeout=10) as stream:
+            with pytest.raises(ResourceExhaustedError, match="max_message_bytes"):
+                await stream.send(1, Binary(data=bytes(2000)))
+            await stream.send(2, Binary(data=b"fits"))
+            await stream.close_input()
+            events = [event async for event in stream]
+        assert events == [NodeOutput("echo", Binary(data=b"fits")), Ack(2)]
 
 
 async def test_calls_share_one_peer_connection_with_a_channel_each(client: WebRtcClient) -> None:
@@ -301,6 +320,38 @@ async def test_a_server_without_webrtc_is_unavailable(start_server: Any) -> None
         with pytest.raises(UnavailableError) as caught:
             await client.execute(name("echo"), Text(text="x"), timeout=10)
     assert isinstance(caught.value.__cause__, ValueError | KeyError | TypeError)
+
+
+@pytest.fixture
+async def garbage_answerer() -> AsyncIterator[str]:
+    """A fake server on 127.0.0.1 that answers every offer with an unusable description."""
+    answers = iter(["m=application", "v=0\r\nm=application x\r\n"])
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.json_response({"sdp": next(answers, "m=application"), "type": "answer"})
+
+    app = web.Application()
+    app.add_routes([web.post("/v1/webrtc/offer", answer)])
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_answer_aiortc_cannot_parse_is_a_protocol_error(garbage_answerer: str) -> None:
+    # aiortc's SDP parser asserts: its AssertionError must not reach the caller as such.
+    async with WebRtcClient(garbage_answerer) as client:
+        for _ in range(2):
+            with pytest.raises(ProtocolError, match="malformed session description") as caught:
+                async with asyncio.timeout(HANG_GUARD):
+                    await client.execute(name("echo"), Text(text="x"), timeout=10)
+            assert isinstance(caught.value.__cause__, AssertionError)
+            assert client.peer_connection is None
 
 
 async def test_nothing_listening_is_a_network_error_chained_to_httpx(free_port: int) -> None:
@@ -496,8 +547,11 @@ async def test_offers_beyond_the_peer_limit_are_resource_exhausted(
             {"sdp": "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", "type": "offer"},
             "",
         ),
+        # aiortc's parser asserts on these: still the client's error, never a 500.
+        ({"sdp": "m=application", "type": "offer"}, "malformed session description"),
+        ({"sdp": "v=0\r\nm=application x\r\n", "type": "offer"}, "malformed session"),
     ],
-    ids=["sdp-not-text", "not-an-offer", "no-data-channel", "unusable-sdp"],
+    ids=["sdp-not-text", "not-an-offer", "no-data-channel", "unusable-sdp", "bare-m", "bad-m"],
 )
 async def test_a_malformed_offer_is_answered_with_a_validation_error(
     local_server: tuple[WebRtcEndpoint, str], body: dict[str, Any], reason: str
@@ -506,7 +560,29 @@ async def test_a_malformed_offer_is_answered_with_a_validation_error(
     async with httpx.AsyncClient(trust_env=False) as http:
         response = await http.post(url + "/v1/webrtc/offer", json=body)
     assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
     assert error["code"] == "ERROR_CODE_VALIDATION"
     assert reason in error["message"]
     assert not endpoint.peers
+
+
+async def test_the_host_gets_the_stream_header_without_its_token(
+    local_server: tuple[WebRtcEndpoint, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, url = local_server
+    headers: list[pb.RequestHeader] = []
+    serve = endpoint.host.stream
+
+    async def stream(header: pb.RequestHeader, *args: Any, **kwargs: Any) -> None:
+        seen = pb.RequestHeader()
+        seen.CopyFrom(header)
+        headers.append(seen)
+        await serve(header, *args, **kwargs)
+
+    monkeypatch.setattr(endpoint.host, "stream", stream)
+    async with WebRtcClient(url, ClientOptions(token=static_token("s3cr3t"))) as client:
+        assert await client.execute(name("echo"), Text(text="x"), timeout=10)
+    [header] = headers
+    assert header.pipeline_name == "echo"
+    assert not header.authorization

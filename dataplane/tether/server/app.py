@@ -1,7 +1,8 @@
 """The pipeline server process: gRPC on one port, HTTP (and WebRTC signaling) on another.
 
 Shutdown is graceful: on SIGTERM or SIGINT the server reports not-ready, refuses new
-work, lets in-flight requests and streams finish within the grace period, then stops.
+work, lets in-flight requests and streams finish within the grace period, then cuts off
+what still runs, on every transport, and stops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import ssl
 import sys
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 
@@ -26,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 READY_LINE_PREFIX = "tether server ready"
 """Printed once both ports listen, with the ports, so supervisors and tests can wait for it."""
+
+_HTTP_STOP_GRACE: Final = 1.0
+"""Seconds aiohttp waits for a handler at shutdown before cancelling it (twice over, at
+worst). The host has drained and the HTTP app has cut off its own work by then
+(`tether.server.http_app`): this only bounds a handler that ignored both. aiohttp's
+default, 60 s, kept a process running well past its grace period."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,15 @@ class PipelineServer:
         self.ports = BoundPorts(None, None)
 
     async def start(self) -> BoundPorts:
+        """Listen on both ports; if either fails, nothing is left listening."""
+        try:
+            self.ports = await self._start()
+        except BaseException:
+            await self._close_listeners()
+            raise
+        return self.ports
+
+    async def _start(self) -> BoundPorts:
         grpc_port = http_port = None
         if self.config.grpc.enabled:
             self._grpc = await start_grpc_server(self.host, self.config)
@@ -56,6 +73,7 @@ class PipelineServer:
                 access_log=None,
                 # A client that hangs up cancels its request instead of leaving it running.
                 handler_cancellation=True,
+                shutdown_timeout=_HTTP_STOP_GRACE,
             )
             await self._http.setup()
             site = web.TCPSite(
@@ -66,19 +84,25 @@ class PipelineServer:
             )
             await site.start()
             http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.ports = BoundPorts(grpc_port, http_port)
-        return self.ports
+        return BoundPorts(grpc_port, http_port)
 
     async def stop(self, grace_period: float | None = None) -> None:
         grace = self.config.grace_period if grace_period is None else grace_period
         if self._grpc is not None:
             self._grpc.report_not_serving()
         finished = await self.host.drain(grace)
-        if self._grpc is not None:
-            await self._grpc.stop()
-        if self._http is not None:
-            await self._http.cleanup()
+        # The grace period is over: both transports cut off what still runs.
+        await self._close_listeners()
         logger.info("server stopped%s", "" if finished else " (some work was cut off)")
+
+    async def _close_listeners(self) -> None:
+        """Stop the gRPC server, then the HTTP one (with WebRTC), ending their work. Idempotent."""
+        grpc_server, self._grpc = self._grpc, None
+        http_runner, self._http = self._http, None
+        if grpc_server is not None:
+            await grpc_server.stop()
+        if http_runner is not None:
+            await http_runner.cleanup()
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""

@@ -27,8 +27,8 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator
-from typing import Final, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final, TypeVar
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from google.protobuf import json_format
@@ -69,6 +69,9 @@ _OPEN_FRAME_SECONDS: Final = 10.0
 _CLOSE_HANDSHAKE_SECONDS: Final = 2.0
 """How long closing a WebSocket waits for the client's close frame."""
 
+_CUT_OFF_SECONDS: Final = _CLOSE_HANDSHAKE_SECONDS + 1.0
+"""How long the calls and streams cut off at shutdown get to answer and close."""
+
 _STATUS_BY_CODE: Final[dict[int, int]] = {
     pb.ERROR_CODE_EXECUTION: 500,
     pb.ERROR_CODE_VALIDATION: 400,
@@ -103,7 +106,9 @@ def build_http_app(host: PipelineHost, config: ServerConfig) -> web.Application:
             web.get("/metrics", handlers.metrics),
         ]
     )
-    app.on_shutdown.append(handlers.close_streams)
+    # aiohttp runs these after `PipelineServer.stop` drained the host: by then, whatever
+    # still runs has had its grace period.
+    app.on_shutdown.append(handlers.cut_off)
     if config.webrtc.enabled:
         # Imported only when enabled: aiortc is heavy, and a server without WebRTC needs none of it.
         from tether.server.webrtc import WebRtcEndpoint
@@ -124,6 +129,10 @@ class _Handlers:
         self.max_message_bytes = config.limits.max_message_bytes
         self.websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         """Streams open now, closed with 1001 (going away) at shutdown."""
+        self._running: set[asyncio.Task[Any]] = set()
+        """Handlers inside the host (a unary call or a stream): shutdown cancels them."""
+        self._cut: set[asyncio.Task[Any]] = set()
+        """The handlers `cut_off` cancelled, to tell that cancellation from any other."""
 
     # ---- unary ----
 
@@ -169,7 +178,14 @@ class _Handlers:
             return refusal
         message.header.ClearField("authorization")  # the token goes no further than here
 
-        response = await self.host.execute(message, transport=TRANSPORT)
+        try:
+            with self._cut_off_at_shutdown():
+                response = await self.host.execute(message, transport=TRANSPORT)
+        except _CutOff:
+            error = UnavailableError("the server shut down before the request finished")
+            response = pb.ExecuteResponse(
+                request_id=message.header.request_id, error=error_to_proto(error)
+            )
         status = http_status(response.error) if response.HasField("error") else 200
         return _message_response(response, as_json=as_json, status=status)
 
@@ -200,24 +216,56 @@ class _Handlers:
             return self._refuse("stream", error, as_json=as_json)
         await ws.prepare(request)
         self.websockets.add(ws)
+        session = _StreamSession(self, ws, principal)
         try:
-            await _StreamSession(self, ws, principal).run()
+            with self._cut_off_at_shutdown():
+                await session.run()
+        except _CutOff:
+            await session.cut_off()
         finally:
             await ws.close()
             self.websockets.discard(ws)
         return ws
 
-    async def close_streams(self, _: web.Application) -> None:
-        """At shutdown, after the drain: tell the clients still streaming to go elsewhere."""
-        streams = [ws for ws in self.websockets if not ws.closed]
-        if streams:
-            logger.info("closing %d stream(s) still open at shutdown", len(streams))
+    # ---- shutdown ----
+
+    @contextlib.contextmanager
+    def _cut_off_at_shutdown(self) -> Iterator[None]:
+        """Run the block, unless `cut_off` cancels it first: then it raises `_CutOff`."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            # A client that hangs up cancels its handler too (handler_cancellation): only
+            # a cancellation that `cut_off` alone made becomes an answer.
+            if task not in self._cut or task.uncancel() > 0:
+                raise
+            raise _CutOff from None
+        finally:
+            self._running.discard(task)
+            self._cut.discard(task)
+
+    async def cut_off(self, _: web.Application) -> None:
+        """At shutdown, after the drain: end the calls and streams still running.
+
+        A unary call is answered 503 with an unavailable error, a stream gets an
+        unavailable error frame and a close with 1001 (going away): the clients retry
+        elsewhere. Never raises, so that the other shutdown hooks run.
+        """
+        running = [task for task in self._running if not task.done()]
+        if running:
+            logger.info("cutting off %d HTTP call(s) and stream(s) still running", len(running))
+            for task in running:
+                self._cut.add(task)
+                task.cancel()
+            stuck = (await asyncio.wait(running, timeout=_CUT_OFF_SECONDS))[1]
+            if stuck:
+                logger.warning("%d HTTP handler(s) did not end when cut off", len(stuck))
+        # Streams not inside the host (still opening, or closing) go too.
         await asyncio.gather(
-            *(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-                for ws in streams
-            ),
-            return_exceptions=True,
+            *(_going_away(ws) for ws in self.websockets if not ws.closed), return_exceptions=True
         )
 
     # ---- discovery ----
@@ -380,12 +428,28 @@ class _StreamSession:
         except (ConnectionError, RuntimeError) as exc:
             raise NetworkError(f"the client went away ({type(exc).__name__})") from exc
 
+    async def cut_off(self) -> None:
+        """Tell the client that shutdown cut its stream off, and close it with 1001."""
+        error = UnavailableError("the server shut down before the stream finished")
+        with contextlib.suppress(NetworkError):
+            await self._send(pb.ServerFrame(error=error_to_proto(error)))
+        await _going_away(self.ws)
+
     async def _fail(self, error: pb.Error) -> None:
         """Refuse the stream with an error frame, counted like the host's own failures."""
         outcome = pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
         self.host.metrics.requests.labels("unresolved", TRANSPORT, "stream", outcome).inc()
         with contextlib.suppress(NetworkError):
             await self._send(pb.ServerFrame(error=error))
+
+
+class _CutOff(Exception):
+    """The handler's work was cancelled by `cut_off` at shutdown."""
+
+
+async def _going_away(ws: web.WebSocketResponse) -> None:
+    """Close a stream with 1001, which clients read as unavailable: try another server."""
+    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
 _M = TypeVar("_M", bound=Message)

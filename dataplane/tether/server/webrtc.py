@@ -22,8 +22,11 @@ A peer is closed, with its streams, when its connection fails or closes, when it
 not connected within `_SETUP_TIMEOUT`, when a client that sent heartbeats falls silent
 for `_SILENCE_TIMEOUT`, and when the endpoint closes.
 
-`GET /v1/webrtc/demo?pipeline=NAME&text=hello[&token=T]` serves a page that runs the
-pipeline from a browser over a data channel, using the JSON form of the frames.
+`GET /v1/webrtc/demo?pipeline=NAME&text=hello[#token=T]` serves a page that runs the
+pipeline from a browser over a data channel, using the JSON form of the frames. The
+bearer token, if the server needs one, goes in the URL fragment: browsers never send a
+fragment, so the token stays out of proxy and server logs and of `Referer` headers, and
+the page removes it from the address bar (and so from the history) once read.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from tether.transport.webrtc import (
     FrameChannel,
     close_peer_connection,
     dependency_errors,
+    description_errors,
 )
 from tether.transport.wire import error_to_proto
 from tether.v1 import pipeline_pb2 as pb
@@ -112,6 +116,8 @@ class WebRtcEndpoint:
                 raise ResourceExhaustedError(f"server is at its limit of {limit} WebRTC peers")
         except TetherError as exc:
             return _error_response(exc)
+        if self._closed:  # closed while the offer was read: `close()` could not see this peer
+            return _error_response(UnavailableError("server is shutting down"))
         peer = _ServerPeer(self, authorization)
         self.peers.add(peer)
         try:
@@ -167,18 +173,20 @@ class _ServerPeer:
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         addresses = self.endpoint.addresses
-        with dependency_errors(None):
+        with description_errors(None):  # a malformed offer is the client's ProtocolError
             await self.pc.setRemoteDescription(offer)
-            await set_local_description(self.pc, await self.pc.createAnswer(), addresses)
-        answer: RTCSessionDescription = self.pc.localDescription
-        if unexpected := unexpected_host_candidates(answer.sdp, addresses):
+            answer = await self.pc.createAnswer()
+        with dependency_errors(None):
+            await set_local_description(self.pc, answer, addresses)
+        local: RTCSessionDescription = self.pc.localDescription
+        if unexpected := unexpected_host_candidates(local.sdp, addresses):
             raise RuntimeError(f"aioice gathered host candidates outside {addresses}: {unexpected}")
-        if not sdp_candidates(answer.sdp):
+        if not sdp_candidates(local.sdp):
             raise UnavailableError(
                 f"no ICE candidate could be gathered on webrtc.hostAddresses {list(addresses)}"
             )
         self._supervisor = asyncio.create_task(self._supervise(), name="tether-webrtc-peer")
-        return answer
+        return local
 
     # -- events from aiortc (they must never raise) --
 
@@ -229,6 +237,7 @@ class _ServerPeer:
                 raise ProtocolError(f"a stream must begin with an open frame, not {kind}")
             header = first.open.header
             principal = self.host.authenticate(header.authorization or self.authorization)
+            header.ClearField("authorization")  # the token goes no further than here
             await self.host.stream(
                 header, _incoming(frames), frames.send, transport="webrtc", principal=principal
             )
@@ -295,6 +304,7 @@ DEMO_PAGE: Final = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="referrer" content="no-referrer">
 <title>Tether over WebRTC</title>
 <style>
 body { font-family: sans-serif; margin: 2em; }
@@ -315,7 +325,11 @@ const FINAL = "\\u0000", MORE = "\\u0001", MAX_MESSAGE = 65536, TIME_LIMIT_MS = 
 const params = new URLSearchParams(location.search);
 const pipeline = params.get("pipeline") || "";
 const input = params.get("text") || "";
-const token = params.get("token");
+// The token comes in the fragment (#token=...), which the browser sends nowhere: not
+// to the server, not to proxies, not in a Referer. Once read, it leaves the address
+// bar and the history entry too.
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 document.getElementById("pipeline").textContent = pipeline;
 document.getElementById("input").textContent = input;
 

@@ -25,7 +25,8 @@ acknowledged data) for `peer_timeout` seconds is declared dead: its streams fail
 `NetworkError` and the next call connects anew.
 
 Errors of aiortc, aioice and httpx become `tether.errors.RemoteError` subclasses in
-`translate`, and only there.
+`translate`, and only there. A session description the peer sent that aiortc cannot
+apply, whatever it raises, is a `ProtocolError`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def translate(exc: BaseException, endpoint: str | None) -> RemoteError:
     if isinstance(exc, InvalidAccessError | ValueError):
         # aiortc refuses a session description or a message it cannot use.
         return ProtocolError(f"WebRTC refused: {type(exc).__name__}: {exc}", endpoint=endpoint)
+    if isinstance(exc, AssertionError | LookupError | AttributeError | TypeError):
+        # Only from `description_errors`: aiortc's SDP parser checks with asserts and
+        # indexes without checking, so a malformed description fails this way.
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return ProtocolError(f"malformed session description ({detail})", endpoint=endpoint)
     return ProtocolError(f"WebRTC failure: {type(exc).__name__}: {exc}", endpoint=endpoint)
 
 
@@ -146,6 +152,23 @@ def dependency_errors(endpoint: str | None) -> Iterator[None]:
     except RemoteError:
         raise
     except _DEPENDENCY_ERRORS as exc:
+        raise translate(exc, endpoint) from exc
+
+
+@contextlib.contextmanager
+def description_errors(endpoint: str | None) -> Iterator[None]:
+    """`dependency_errors` for applying the session description the peer sent.
+
+    Beware: aiortc parses SDP with `assert`s and unchecked lookups, so a malformed
+    description raises AssertionError, KeyError, AttributeError... besides ValueError.
+    Every failure here is the peer's ProtocolError (or a NetworkError, as `translate`
+    says, when the peer connection closed meanwhile); none may escape as aiortc's own.
+    """
+    try:
+        yield
+    except RemoteError:
+        raise
+    except Exception as exc:
         raise translate(exc, endpoint) from exc
 
 
@@ -640,7 +663,7 @@ class WebRtcClient(PipelineClient):
     async def _open(self, header: pb.RequestHeader, deadline: float | None) -> WebRtcStream:
         peer = await self._connection()
         channel = await peer.open_channel(self.options.connect_timeout)
-        stream = WebRtcStream(channel, self.endpoint, deadline)
+        stream = WebRtcStream(channel, self.endpoint, deadline, self.options.max_message_bytes)
         try:
             await stream._open(header)
         except BaseException:
@@ -692,7 +715,7 @@ class WebRtcClient(PipelineClient):
         peer = _Peer(
             pc, control, self.endpoint, self.options, self.heartbeat_interval, self.peer_timeout
         )
-        with dependency_errors(self.endpoint):
+        with description_errors(self.endpoint):
             await pc.setRemoteDescription(answer)
         self.local_sdp, self.remote_sdp = offer.sdp, answer.sdp
         await peer.settled.wait()
@@ -745,11 +768,16 @@ class WebRtcStream(FrameStream):
     """One stream on its own data channel. Send from one task, iterate events in another."""
 
     def __init__(
-        self, channel: FrameChannel[pb.ServerFrame], endpoint: str, deadline: float | None
+        self,
+        channel: FrameChannel[pb.ServerFrame],
+        endpoint: str,
+        deadline: float | None,
+        max_message_bytes: int,
     ) -> None:
         super().__init__(endpoint)
         self._channel = channel
         self._deadline = deadline
+        self._max_message_bytes = max_message_bytes
 
     async def _open(self, header: pb.RequestHeader) -> None:
         await self._write_frame(open_frame(header))
@@ -762,6 +790,13 @@ class WebRtcStream(FrameStream):
         self._channel.close()
 
     async def _write_frame(self, frame: pb.ClientFrame) -> None:
+        # Refused here, before any of it is sent: the stream stays usable, as on gRPC and HTTP.
+        if (size := frame.ByteSize()) > self._max_message_bytes:
+            raise ResourceExhaustedError(
+                f"a stream frame of {size} bytes exceeds max_message_bytes"
+                f" ({self._max_message_bytes})",
+                endpoint=self._endpoint,
+            )
         with self._deadline_bound():
             async with asyncio.timeout_at(self._deadline):
                 await self._channel.send(frame)
