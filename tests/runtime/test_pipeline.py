@@ -261,7 +261,9 @@ def test_registry_rejects_a_clashing_node_type(registry) -> None:
 def test_registry_names_known_types_for_an_unknown_one(registry) -> None:
     from tether.errors import UnknownNodeTypeError
 
-    with pytest.raises(UnknownNodeTypeError, match="known: AwaitsCancelledFuture, Batch, BrokenTeardown"):
+    with pytest.raises(
+        UnknownNodeTypeError, match="known: AwaitsCancelledFuture, Batch, BrokenTeardown"
+    ):
         registry.get("Nope")
 
 

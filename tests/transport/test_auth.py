@@ -25,6 +25,7 @@ from tether.transport import (
     PipelineTarget,
     connect,
     static_token,
+    token_from_file,
 )
 
 ECHO = PipelineTarget(name="echo")
@@ -150,3 +151,16 @@ async def test_stream_is_closed_when_its_jwt_expires(transport: str, server: Ser
         # A refreshed token opens a new stream.
         async with connect(transport, server.url(transport), options(make_jwt(600))) as refreshed:
             assert await refreshed.execute(ECHO, Text(text="again"), timeout=30)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_unreadable_token_file_is_an_authentication_error_not_a_network_one(
+    transport: str, server: ServerProcess, tmp_path: Path
+) -> None:
+    missing = ClientOptions(token=token_from_file(tmp_path / "absent-token"))
+    async with connect(transport, server.url(transport), missing) as client:
+        with pytest.raises(AuthenticationError, match="token source failed") as unary:
+            await client.execute(ECHO, Text(text="x"), timeout=30)
+        with pytest.raises(AuthenticationError, match="token source failed"):
+            await client.open_stream(ECHO, timeout=30)
+    assert not unary.value.retryable

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from tether.data import RuntimeData
+from tether.errors import AuthenticationError
 from tether.runtime import Ack, NodeOutput, RequestContext, current_request
 
 TokenSource = Callable[[], str | None]
@@ -165,7 +166,16 @@ class PipelineClient(abc.ABC):
         await self.aclose()
 
     def _token(self) -> str | None:
-        return self.options.token() if self.options.token is not None else None
+        """The token to send now. A token source that fails (an unreadable Secret file, say)
+        is an authentication problem of this client: retrying elsewhere cannot help."""
+        if self.options.token is None:
+            return None
+        try:
+            return self.options.token()
+        except Exception as exc:
+            raise AuthenticationError(
+                f"the client's token source failed: {type(exc).__name__}", endpoint=self.endpoint
+            ) from exc
 
     @staticmethod
     def _context() -> RequestContext:
