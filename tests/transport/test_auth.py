@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from streaming import drain
@@ -164,3 +165,24 @@ async def test_an_unreadable_token_file_is_an_authentication_error_not_a_network
         with pytest.raises(AuthenticationError, match="token source failed"):
             await client.open_stream(ECHO, timeout=30)
     assert not unary.value.retryable
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_refused_requests_are_counted_on_every_transport(
+    transport: str, start_server: Any, secrets_dir: Path
+) -> None:
+    server: ServerProcess = start_server(auth={"tokenFile": str(secrets_dir / "tokens")})
+    async with connect(transport, server.url(transport), options("wrong-token-0000")) as client:
+        with pytest.raises(AuthenticationError):
+            await client.open_stream(ECHO, timeout=30)
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{server.http_url}/metrics")).text
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("tether_server_requests_total{")
+        and f'transport="{transport}"' in line
+        and 'outcome="unauthenticated"' in line
+    ]
+    assert counted, metrics
+    assert "wrong-token" not in metrics

@@ -163,7 +163,7 @@ class _PipelineService:
                 await _abort(context, response.error)
             return response.SerializeToString()
 
-        return await _unary(context, call)
+        return await _unary(context, call, on_refusal=self._count_unary_refusal)
 
     async def get_info(self, raw: bytes, context: _Context) -> bytes:
         async def call() -> bytes:
@@ -216,6 +216,7 @@ class _PipelineService:
             if not isinstance(exc, TetherError):
                 logger.exception("unexpected failure opening a gRPC stream")
             failure = error_to_proto(exc)
+            self.host.record_refusal("grpc", "stream", failure)
             try:
                 await send(pb.ServerFrame(error=failure))
             except NetworkError:
@@ -233,6 +234,9 @@ class _PipelineService:
             _set_status(context, failure)
 
     # ---- helpers ----
+
+    def _count_unary_refusal(self, error: pb.Error) -> None:
+        self.host.record_refusal("grpc", "unary", error)
 
     def _authenticate(self, context: _Context, *, fallback: str = "") -> Principal:
         authorization = _metadata_value(context, "authorization") or fallback or None
@@ -257,17 +261,28 @@ async def _frames(requests: AsyncIterator[bytes]) -> AsyncIterator[pb.ClientFram
         yield parse_message(raw, pb.ClientFrame, "client_frame")
 
 
-async def _unary(context: _Context, call: Callable[[], Awaitable[bytes]]) -> bytes:
-    """Run a unary handler; a Tether error, or any unexpected one, becomes a typed abort."""
+async def _unary(
+    context: _Context,
+    call: Callable[[], Awaitable[bytes]],
+    *,
+    on_refusal: Callable[[pb.Error], None] | None = None,
+) -> bytes:
+    """Run a unary handler; a Tether error, or any unexpected one, becomes a typed abort.
+
+    Errors the host answered arrive as AbortError (already counted by the host); others
+    are refusals before the host saw the request, reported to `on_refusal`.
+    """
     try:
         return await call()
     except grpc.aio.AbortError:
         raise
-    except (TetherError, TimeoutError) as exc:
-        await _abort(context, error_to_proto(exc))
     except Exception as exc:
-        logger.exception("unexpected failure in a gRPC handler")
-        await _abort(context, error_to_proto(exc))
+        if not isinstance(exc, TetherError | TimeoutError):
+            logger.exception("unexpected failure in a gRPC handler")
+        error = error_to_proto(exc)
+        if on_refusal is not None:
+            on_refusal(error)
+        await _abort(context, error)
 
 
 def _metadata_value(context: _Context, key: str) -> str | None:

@@ -334,8 +334,7 @@ class _Handlers:
         refusals show in `tether_server_requests_total`; discovery calls (None) are not counted.
         """
         if kind is not None:
-            outcome = pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
-            self.host.metrics.requests.labels("unresolved", TRANSPORT, kind, outcome).inc()
+            self.host.record_refusal(TRANSPORT, kind, error)
         response = _message_response(
             pb.ExecuteResponse(error=error), as_json=as_json, status=status or http_status(error)
         )
@@ -437,8 +436,7 @@ class _StreamSession:
 
     async def _fail(self, error: pb.Error) -> None:
         """Refuse the stream with an error frame, counted like the host's own failures."""
-        outcome = pb.ErrorCode.Name(error.code).removeprefix("ERROR_CODE_").lower()
-        self.host.metrics.requests.labels("unresolved", TRANSPORT, "stream", outcome).inc()
+        self.host.record_refusal(TRANSPORT, "stream", error)
         with contextlib.suppress(NetworkError):
             await self._send(pb.ServerFrame(error=error))
 

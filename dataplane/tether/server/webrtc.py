@@ -115,6 +115,7 @@ class WebRtcEndpoint:
             if len(self.peers) >= limit:
                 raise ResourceExhaustedError(f"server is at its limit of {limit} WebRTC peers")
         except TetherError as exc:
+            self.host.record_refusal("webrtc", "offer", error_to_proto(exc))
             return _error_response(exc)
         if self._closed:  # closed while the offer was read: `close()` could not see this peer
             return _error_response(UnavailableError("server is shutting down"))
@@ -247,8 +248,10 @@ class _ServerPeer:
             # Failures before the host took over: a bad first frame, refused credentials.
             if not isinstance(exc, TetherError):
                 logger.exception("unexpected failure serving a WebRTC stream")
+            error = error_to_proto(exc)
+            self.host.record_refusal("webrtc", "stream", error)
             with contextlib.suppress(NetworkError):
-                await frames.send(pb.ServerFrame(error=error_to_proto(exc)))
+                await frames.send(pb.ServerFrame(error=error))
         finally:
             frames.close()
 
