@@ -186,3 +186,14 @@ async def test_refused_requests_are_counted_on_every_transport(
     ]
     assert counted, metrics
     assert "wrong-token" not in metrics
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_discovery_needs_credentials_too(transport: str, server: ServerProcess) -> None:
+    async with connect(transport, server.url(transport)) as anonymous:
+        with pytest.raises(AuthenticationError):
+            await anonymous.info()
+        # Health stays open: probes carry no credentials.
+        assert await anonymous.health()
+    async with connect(transport, server.url(transport), options(STATIC_TOKEN)) as client:
+        assert "echo" in (await client.info()).pipelines
