@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from tether.data import RuntimeData
-from tether.errors import AuthenticationError
+from tether.errors import AuthenticationError, ResourceExhaustedError
 from tether.runtime import Ack, NodeOutput, RequestContext, current_request
 
 TokenSource = Callable[[], str | None]
@@ -71,6 +71,16 @@ class ClientOptions:
     """WebRTC only: STUN/TURN URLs; none by default, so nothing outside is contacted."""
     ice_host_addresses: tuple[str, ...] = ("127.0.0.1",)
     """WebRTC only: local addresses offered as ICE host candidates."""
+
+
+def check_outgoing_size(size: int, options: ClientOptions, endpoint: str) -> None:
+    """Refuse a message over the client's limit before sending any of it: that costs no
+    round trip and leaves an open stream usable (the server would fail the whole call)."""
+    if size > options.max_message_bytes:
+        raise ResourceExhaustedError(
+            f"a message of {size} bytes exceeds max_message_bytes ({options.max_message_bytes})",
+            endpoint=endpoint,
+        )
 
 
 @dataclass(frozen=True)

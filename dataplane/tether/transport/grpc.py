@@ -43,7 +43,13 @@ from tether.errors import (
     UnavailableError,
 )
 from tether.runtime import NodeOutput
-from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
+from tether.transport.base import (
+    ClientOptions,
+    PipelineClient,
+    PipelineTarget,
+    ServerInfo,
+    check_outgoing_size,
+)
 from tether.transport.wire import (
     FrameStream,
     accept_opened,
@@ -155,14 +161,7 @@ def _parse(raw: bytes, message_type: type[_M], endpoint: str) -> _M:
 
 
 def _within_limit(raw: bytes, options: ClientOptions, endpoint: str) -> bytes:
-    """`raw`, once known to fit the client's limit. Refused here, an oversized message
-    costs no round trip and leaves a stream usable (grpc would fail the whole call)."""
-    if len(raw) > options.max_message_bytes:
-        raise ResourceExhaustedError(
-            f"a message of {len(raw)} bytes exceeds max_message_bytes"
-            f" ({options.max_message_bytes})",
-            endpoint=endpoint,
-        )
+    check_outgoing_size(len(raw), options, endpoint)
     return raw
 
 

@@ -56,7 +56,13 @@ from tether.errors import (
     UnavailableError,
 )
 from tether.runtime import NodeOutput
-from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
+from tether.transport.base import (
+    ClientOptions,
+    PipelineClient,
+    PipelineTarget,
+    ServerInfo,
+    check_outgoing_size,
+)
 from tether.transport.wire import (
     JSON,
     PROTOBUF,
@@ -300,12 +306,7 @@ class HttpClient(PipelineClient):
             header=make_header(target, self._context(), timeout=timeout), input=encode(data)
         )
         body = request.SerializeToString()
-        if len(body) > self.options.max_message_bytes:
-            limit = self.options.max_message_bytes
-            raise ResourceExhaustedError(
-                f"request of {len(body)} bytes exceeds max_message_bytes ({limit})",
-                endpoint=self.endpoint,
-            )
+        check_outgoing_size(len(body), self.options, self.endpoint)
         raw = await self._call("POST", "/v1/execute", deadline, content=body)
         return outputs_from_response(_parse(raw, pb.ExecuteResponse, self.endpoint), self.endpoint)
 
@@ -605,12 +606,7 @@ class HttpStream(FrameStream):
 
     async def _write_frame(self, frame: pb.ClientFrame) -> None:
         raw = frame.SerializeToString()
-        limit = self._client.options.max_message_bytes
-        if len(raw) > limit:
-            raise ResourceExhaustedError(
-                f"a stream frame of {len(raw)} bytes exceeds max_message_bytes ({limit})",
-                endpoint=self._endpoint,
-            )
+        check_outgoing_size(len(raw), self._client.options, self._endpoint)
         if self._failure is not None:
             raise self._failure
         session = self._session

@@ -60,7 +60,13 @@ from tether.errors import (
 )
 from tether.runtime import NodeOutput
 from tether.transport import framing
-from tether.transport.base import ClientOptions, PipelineClient, PipelineTarget, ServerInfo
+from tether.transport.base import (
+    ClientOptions,
+    PipelineClient,
+    PipelineTarget,
+    ServerInfo,
+    check_outgoing_size,
+)
 from tether.transport.http import HttpClient
 from tether.transport.ice import (
     rtc_configuration,
@@ -663,7 +669,7 @@ class WebRtcClient(PipelineClient):
     async def _open(self, header: pb.RequestHeader, deadline: float | None) -> WebRtcStream:
         peer = await self._connection()
         channel = await peer.open_channel(self.options.connect_timeout)
-        stream = WebRtcStream(channel, self.endpoint, deadline, self.options.max_message_bytes)
+        stream = WebRtcStream(channel, self.endpoint, deadline, self.options)
         try:
             await stream._open(header)
         except BaseException:
@@ -772,12 +778,12 @@ class WebRtcStream(FrameStream):
         channel: FrameChannel[pb.ServerFrame],
         endpoint: str,
         deadline: float | None,
-        max_message_bytes: int,
+        options: ClientOptions,
     ) -> None:
         super().__init__(endpoint)
         self._channel = channel
         self._deadline = deadline
-        self._max_message_bytes = max_message_bytes
+        self._options = options
 
     async def _open(self, header: pb.RequestHeader) -> None:
         await self._write_frame(open_frame(header))
@@ -790,13 +796,7 @@ class WebRtcStream(FrameStream):
         self._channel.close()
 
     async def _write_frame(self, frame: pb.ClientFrame) -> None:
-        # Refused here, before any of it is sent: the stream stays usable, as on gRPC and HTTP.
-        if (size := frame.ByteSize()) > self._max_message_bytes:
-            raise ResourceExhaustedError(
-                f"a stream frame of {size} bytes exceeds max_message_bytes"
-                f" ({self._max_message_bytes})",
-                endpoint=self._endpoint,
-            )
+        check_outgoing_size(frame.ByteSize(), self._options, self._endpoint)
         with self._deadline_bound():
             async with asyncio.timeout_at(self._deadline):
                 await self._channel.send(frame)
