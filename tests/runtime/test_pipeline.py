@@ -1,5 +1,5 @@
 """The executor: unary and streaming runs over 1:1, 1:N, N:1 and N:M graphs, failures,
-cancellation, backpressure and stream acknowledgements."""
+cancellation, backpressure, stream acknowledgements and acks paired with outputs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sample_nodes import Lifecycle, Slow, SlowTeardown
 from tether.data import RuntimeData, Text
 from tether.errors import InputStreamError, NodeExecutionError
 from tether.runtime import Ack, NodeOutput, Pipeline
+from tether.runtime.pipeline import AckedOutput
 
 
 async def texts(items: Iterable[str]) -> AsyncIterator[RuntimeData]:
@@ -238,6 +239,29 @@ async def test_fan_in_acknowledges_only_what_every_path_finished(make_pipeline) 
     assert acks == [1, 2, 3]
     # The quick path finishes "a" at once, but ack 1 waits for the batch holding it.
     assert events.index("a+b") < events.index(1)
+
+
+async def coalesced_run(pipeline: Pipeline, items: list[str]) -> list[object]:
+    async with contextlib.aclosing(pipeline.stream_coalesced(numbered(items))) as events:
+        return [
+            (e.output.data.text, e.ack.seq) if isinstance(e, AckedOutput) else e  # type: ignore[union-attr]
+            async for e in events
+        ]
+
+
+async def test_coalesced_stream_pairs_each_output_with_the_ack_queued_behind_it(
+    make_pipeline,
+) -> None:
+    events = await coalesced_run(make_pipeline({"a": ("Suffix", {"suffix": "-a"})}, []), ["x", "y"])
+    assert events == [("x-a", 1), ("y-a", 2)]
+
+
+async def test_coalesced_stream_sends_acks_that_follow_no_output_on_their_own(
+    make_pipeline,
+) -> None:
+    pipeline = make_pipeline({"batch": ("Batch", {"size": 3})}, [])
+    events = await coalesced_run(pipeline, ["a", "b", "c", "d", "e"])
+    assert events == [("a+b+c", 2), Ack(3), ("d+e", 5)]
 
 
 async def test_tap_sees_every_node_output(make_pipeline) -> None:

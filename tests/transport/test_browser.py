@@ -167,7 +167,9 @@ async def test_a_browser_runs_a_pipeline_over_a_data_channel(
         result = await run_demo(devtools, server, pipeline="upper", text="hello")
     assert result["ok"], json.dumps(result)
     assert result["shown"] == "HELLO"
-    assert result["outputs"] == [{"nodeId": "upper", "data": {"text": {"text": "HELLO"}}}]
+    assert result["outputs"] == [
+        {"nodeId": "upper", "data": {"text": {"text": "HELLO"}}, "ack": "1"}
+    ]
     # The server offered the browser 127.0.0.1 and nothing else.
     answered = sdp_candidates(result["answer"])
     assert answered

@@ -147,6 +147,20 @@ async def test_ten_seconds_of_audio_stream_in_order_with_nothing_lost(
     assert acks[-1] == frames - 1
 
 
+async def test_a_stateless_stream_acknowledges_each_input_right_after_its_output(
+    client: PipelineClient,
+) -> None:
+    # The server sends most acks inside output frames; clients see them apart, as before.
+    async with asyncio.timeout(HANG_GUARD), await client.open_stream(name("echo")) as stream:
+        for seq in range(50):
+            await stream.send(seq, Text(text=str(seq)))
+        await stream.close_input()
+        events = await drain(stream.events())
+    assert events == [
+        event for seq in range(50) for event in (NodeOutput("echo", Text(text=str(seq))), Ack(seq))
+    ]
+
+
 async def test_remote_fan_out_returns_every_branch(client: PipelineClient) -> None:
     outputs = await client.execute(name("fan-out"), Text(text="MiXeD"), timeout=30)
     assert sorted((o.node_id, o.data) for o in outputs) == [  # type: ignore[type-var]

@@ -12,6 +12,9 @@ it and holds no state from earlier inputs (`Node.is_idle`), and a node with seve
 upstreams passes the lowest barrier they all reached. When every sink has passed
 barrier N, the run yields `Ack(N)`: all outputs of inputs <= N are out, and nothing of
 them is kept anywhere. Remote stream resumption is built on this.
+
+A server sends an ack in the frame of the output it follows when it can
+(`Pipeline.stream_coalesced`), which halves the frames of a stateless stream.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ class Ack:
     """Inputs with sequence number <= `seq` are fully processed."""
 
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckedOutput:
+    """An output and the ack right behind it, both ready at once: one frame on the wire.
+
+    Means exactly `output`, then `ack`; only `Pipeline.stream_coalesced` yields it.
+    """
+
+    output: NodeOutput
+    ack: Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +154,30 @@ class Pipeline:
                 if isinstance(item, NodeOutput):
                     yield item
 
-    def stream_acked(
+    async def stream_acked(
         self, inputs: AsyncIterable[tuple[int, RuntimeData]], *, tap: Tap | None = None
     ) -> AsyncGenerator[NodeOutput | Ack, None]:
         """Like `stream`, for inputs numbered by increasing sequence numbers; also yields Acks."""
+        async with contextlib.aclosing(self.stream_coalesced(inputs, tap=tap)) as events:
+            async for event in events:
+                if isinstance(event, AckedOutput):
+                    yield event.output
+                    yield event.ack
+                else:
+                    yield event
+
+    def stream_coalesced(
+        self, inputs: AsyncIterable[tuple[int, RuntimeData]], *, tap: Tap | None = None
+    ) -> AsyncGenerator[NodeOutput | Ack | AckedOutput, None]:
+        """Like `stream_acked`, but an output whose ack is already waiting right behind it
+        comes together with it as one `AckedOutput`, so that a server can send both in one
+        frame.
+
+        An output is never held back for an ack that is not there yet: it waits only
+        while more results are already queued, never for a node. A stateless node queues
+        the ack as soon as it asks for its next input, before the consumer even wakes up,
+        so its outputs and acks almost always pair up.
+        """
         return _Run(self, acknowledged=True, tap=tap).execute(inputs)
 
     def _instantiate(self) -> dict[str, Node[Any]]:
@@ -181,7 +215,7 @@ class _Run:
 
     async def execute(
         self, inputs: AsyncIterable[RuntimeData] | AsyncIterable[tuple[int, RuntimeData]]
-    ) -> AsyncGenerator[NodeOutput | Ack, None]:
+    ) -> AsyncGenerator[NodeOutput | Ack | AckedOutput, None]:
         self.tasks = [
             asyncio.create_task(self._run_node(node_id), name=f"tether-node-{node_id}")
             for node_id in self.nodes
@@ -195,13 +229,26 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _collect(self) -> AsyncIterator[NodeOutput | Ack]:
+    async def _collect(self) -> AsyncIterator[NodeOutput | Ack | AckedOutput]:
         open_sinks = set(self.sinks)
         levels = dict.fromkeys(self.sinks, -1)
         acknowledged = -1
+        # An output taken while more results are queued, kept to pair it with an ack
+        # among them. Unacknowledged runs have no acks, so nothing is ever kept there.
+        held: NodeOutput | None = None
         while open_sinks:
-            item = await self.results.get()
+            if held is None:
+                item = await self.results.get()
+            elif self.results.empty():
+                # Nothing is ready behind it: the output leaves now, its ack later.
+                yield held
+                held = None
+                continue
+            else:
+                item = self.results.get_nowait()
             if isinstance(item, _Failure):
+                if held is not None:
+                    yield held  # as it would have left before the failure was seen
                 raise item.error
             if isinstance(item, _End):
                 open_sinks.discard(item.upstream)
@@ -209,9 +256,21 @@ class _Run:
                 levels[item.upstream] = item.seq
                 if (level := min(levels.values())) > acknowledged:
                     acknowledged = level
-                    yield Ack(level)
+                    if held is not None:
+                        yield AckedOutput(held, Ack(level))
+                        held = None
+                    else:
+                        yield Ack(level)
             else:
-                yield item
+                if held is not None:
+                    yield held
+                    held = None
+                if self.acknowledged:
+                    held = item
+                else:
+                    yield item
+        if held is not None:
+            yield held
 
     async def _feed(
         self, inputs: AsyncIterable[RuntimeData] | AsyncIterable[tuple[int, RuntimeData]]

@@ -36,6 +36,7 @@ from tether.errors import (
 )
 from tether.manifest import load_manifest, manifest_to_dict, parse_manifest_text
 from tether.runtime import Ack, NodeRegistry, Pipeline, RequestContext, default_registry, serving
+from tether.runtime.pipeline import AckedOutput
 from tether.server.auth import Authenticator, NoAuthentication, Principal
 from tether.server.config import ServerConfig
 from tether.server.metrics import ServerMetrics
@@ -253,18 +254,21 @@ class PipelineHost:
             with serving(resolved.context):
                 async with (
                     asyncio.timeout(deadline),
-                    contextlib.aclosing(resolved.pipeline.stream_acked(inputs())) as events,
+                    contextlib.aclosing(resolved.pipeline.stream_coalesced(inputs())) as events,
                 ):
                     async for event in events:
                         if isinstance(event, Ack):
                             frame = pb.ServerFrame(ack=pb.StreamAck(seq=event.seq))
                         else:
+                            output = event.output if isinstance(event, AckedOutput) else event
                             frame = pb.ServerFrame(
                                 output=pb.StreamOutput(
-                                    node_id=event.node_id, data=encode(event.data)
+                                    node_id=output.node_id, data=encode(output.data)
                                 )
                             )
-                            self._check_size(frame, f"output of node {event.node_id!r}")
+                            if isinstance(event, AckedOutput):
+                                frame.output.ack = event.ack.seq
+                            self._check_size(frame, f"output of node {output.node_id!r}")
                         await send(frame)
                         frames_out.inc()
         except TimeoutError:

@@ -161,20 +161,24 @@ def outputs_from_response(response: pb.ExecuteResponse, endpoint: str) -> list[N
         raise ProtocolError(f"server sent malformed data: {exc}", endpoint=endpoint) from exc
 
 
-def event_from_frame(frame: pb.ServerFrame, endpoint: str) -> NodeOutput | Ack | None:
-    """A server frame as a client event; None for frames that carry no event (opened, end)."""
+def events_from_frame(frame: pb.ServerFrame, endpoint: str) -> tuple[StreamEvent, ...]:
+    """A server frame as client events: none for `opened` and `end`, and `NodeOutput`
+    then `Ack` for an output that carries an ack, exactly as if the ack came on its own."""
     kind = frame.WhichOneof("kind")
     if kind == "output":
         try:
-            return NodeOutput(frame.output.node_id, decode(frame.output.data))
+            output = NodeOutput(frame.output.node_id, decode(frame.output.data))
         except DataValidationError as exc:
             raise ProtocolError(f"server sent malformed data: {exc}", endpoint=endpoint) from exc
+        if frame.output.HasField("ack"):
+            return output, Ack(frame.output.ack)
+        return (output,)
     if kind == "ack":
-        return Ack(frame.ack.seq)
+        return (Ack(frame.ack.seq),)
     if kind == "error":
         raise error_from_proto(frame.error, endpoint)
     if kind in ("opened", "end"):
-        return None
+        return ()
     raise ProtocolError(f"server sent an unknown frame ({kind})", endpoint=endpoint)
 
 
@@ -219,8 +223,8 @@ class FrameStream(ClientStream):
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
             while (frame := await self._read_frame()).WhichOneof("kind") != "end":
-                event = event_from_frame(frame, self._endpoint)  # raises an error frame's error
-                if event is not None:
+                # Raises an error frame's error.
+                for event in events_from_frame(frame, self._endpoint):
                     yield event
         finally:
             self._after_events()
