@@ -94,8 +94,6 @@ def start_server(
     yield start
     for process in started:
         process.stop()
-        if process.process is not None and process.process.stdout is not None:
-            process.process.stdout.close()
 
 
 @pytest.fixture

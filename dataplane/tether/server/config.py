@@ -124,6 +124,14 @@ class PipelineEntry(CamelModel):
             raise ValueError("give exactly one of file or manifest")
         return self
 
+    @property
+    def source(self) -> Path | dict[str, Any]:
+        """The file or the manifest, whichever was given."""
+        if self.file is not None:
+            return self.file
+        assert self.manifest is not None  # guaranteed by _exactly_one_source
+        return self.manifest
+
 
 class LimitsConfig(CamelModel):
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**31 - 1)

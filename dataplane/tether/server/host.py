@@ -14,9 +14,10 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 from tether import __version__
 from tether.data import RuntimeData, decode, encode
@@ -86,14 +87,14 @@ class PipelineHost:
     ) -> PipelineHost:
         """Load and validate every predefined pipeline; any invalid one stops start-up."""
         registry = registry or default_registry()
-        sources: list[object] = [entry.file or entry.manifest for entry in config.pipelines]
+        sources: list[Path | Mapping[str, Any]] = [entry.source for entry in config.pipelines]
         if config.pipelines_dir is not None:
             sources += sorted(
                 p for p in config.pipelines_dir.iterdir() if p.suffix in _MANIFEST_SUFFIXES
             )
         pipelines: dict[str, Pipeline] = {}
         for source in sources:
-            pipeline = Pipeline.from_manifest(load_manifest(source), registry)  # type: ignore[arg-type]
+            pipeline = Pipeline.from_manifest(load_manifest(source), registry)
             if pipeline.name in pipelines:
                 raise ManifestError(f"two predefined pipelines are named {pipeline.name!r}")
             pipelines[pipeline.name] = pipeline

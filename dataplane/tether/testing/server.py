@@ -87,15 +87,18 @@ class ServerProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (graceful drain), then wait; returns the exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """SIGTERM (graceful drain), then wait; returns the exit code. Idempotent."""
+        if self.process is None:
             return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.process.returncode
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes mid-work, as in a crash."""
@@ -113,5 +116,3 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
